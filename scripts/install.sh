@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtual environment on a CPU machine.
+#
+# Order matters (see docs): torch first and pinned, then the requirements, then the
+# `sam2` sdist without build isolation (its isolated build env would pull CUDA torch).
+# Idempotent: a second run only checks the pins. Usage: scripts/install.sh [VENV_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${1:-${UNIPIXEL_VENV:-.venv}}"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.installed-$(sha256sum requirements.txt scripts/install.sh | sha256sum | cut -c1-16)"
+
+if [ -f "$STAMP" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install "torch==2.13.0" setuptools wheel
+"${PIP[@]}" install -r requirements.txt
+SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation --no-deps "sam2==1.1.0"
+# A torch other than the CPU pin means a requirement pulled the CUDA build: fail loudly.
+"$VENV/bin/python" - <<'PYCHECK'
+import importlib.metadata as md
+v = md.version("torch")
+if not v.startswith("2.13.0"):
+    raise SystemExit(f"torch {v} got installed; expected 2.13.0 (CPU). Check requirements pins.")
+PYCHECK
+touch "$STAMP"

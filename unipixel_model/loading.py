@@ -1,0 +1,176 @@
+"""Load UniPixel checkpoints in the official layout (and save in it).
+
+The official trainer saves with transformers 4.53, which writes the *legacy* Qwen keys
+(``visual.*``, ``model.*``); SAM 2's layer scale is saved as ``...fuser.layers.N.weight`` where the
+``sam2`` package calls it ``gamma``; a tied ``lm_head`` may be absent. This module maps between
+that layout and :class:`~unipixel_model.modeling.UniPixelModel`'s names in both directions,
+checks that every tensor is present with the right shape, and names the ones that are not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from unipixel_model.config import UniPixelConfig
+from unipixel_model.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+SAFETENSORS_SINGLE = "model.safetensors"
+_GAMMA_CKPT = re.compile(r"^(sam2\.memory_encoder\.fuser\.layers\.\d+)\.weight$")
+_GAMMA_OURS = re.compile(r"^(sam2\.memory_encoder\.fuser\.layers\.\d+)\.gamma$")
+
+
+def checkpoint_key_to_module_key(key: str) -> str:
+    """Official checkpoint key -> :class:`UniPixelModel` state-dict key."""
+    if key.startswith("visual."):
+        return "model." + key
+    if key.startswith("model.language_model.") or key.startswith("model.visual."):
+        return key  # already the transformers-5 layout
+    if key.startswith("model."):
+        return "model.language_model." + key[len("model."):]
+    match = _GAMMA_CKPT.match(key)
+    if match:
+        return match.group(1) + ".gamma"
+    return key
+
+
+def module_key_to_checkpoint_key(key: str) -> str:
+    """:class:`UniPixelModel` state-dict key -> official checkpoint key."""
+    if key.startswith("model.visual."):
+        return key[len("model."):]
+    if key.startswith("model.language_model."):
+        return "model." + key[len("model.language_model."):]
+    match = _GAMMA_OURS.match(key)
+    if match:
+        return match.group(1) + ".weight"
+    return key
+
+
+def checkpoint_state_keys(model: torch.nn.Module) -> dict[str, torch.Size]:
+    """Every tensor the official code saves for ``model``: checkpoint key -> shape.
+
+    A tied ``lm_head.weight`` is left out, as the official save does.
+    """
+    shapes = {}
+    for key, tensor in model.state_dict(keep_vars=True).items():
+        if key == "lm_head.weight" and model.config.tie_word_embeddings:
+            continue
+        shapes[module_key_to_checkpoint_key(key)] = tensor.shape
+    return shapes
+
+
+def _safetensors_files(path: Path) -> list[Path]:
+    index = path / SAFETENSORS_INDEX
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return [path / name for name in sorted(set(weight_map.values()))]
+    if (path / SAFETENSORS_SINGLE).is_file():
+        return [path / SAFETENSORS_SINGLE]
+    raise CheckpointError(f"{path} holds neither {SAFETENSORS_SINGLE} nor {SAFETENSORS_INDEX}; "
+                          "UniPixel checkpoints are saved as safetensors")
+
+
+def read_checkpoint_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a (possibly sharded) safetensors checkpoint, keyed by checkpoint key."""
+    tensors: dict[str, torch.Tensor] = {}
+    for file in _safetensors_files(path):
+        if not file.is_file():
+            raise CheckpointError(f"shard {file.name} listed in {SAFETENSORS_INDEX} is missing from {path}")
+        with safe_open(str(file), framework="pt") as handle:
+            for key in handle.keys():
+                tensors[key] = handle.get_tensor(key)
+    return tensors
+
+
+def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
+    """Copy a checkpoint's tensors into ``model`` (every tensor, Gaussian buffers included).
+
+    Raises:
+        CheckpointError: naming the missing, unexpected or mis-shaped tensors.
+    """
+    expected = checkpoint_state_keys(model)
+    found = read_checkpoint_tensors(path)
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected) - {"lm_head.weight"})
+    wrong = sorted(k for k in set(expected) & set(found) if tuple(found[k].shape) != tuple(expected[k]))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:5])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:5])})")
+        if wrong:
+            parts.append("wrong shape: " + ", ".join(
+                f"{k} {tuple(found[k].shape)} != {tuple(expected[k])}" for k in wrong[:5]))
+        raise CheckpointError(f"checkpoint {path} does not match the model built from its config.json: "
+                              + "; ".join(parts))
+    state = {checkpoint_key_to_module_key(k): v for k, v in found.items()
+             if k != "lm_head.weight" or not model.config.tie_word_embeddings}
+    model.load_state_dict(state, strict=False)  # strictness is checked above, with better messages
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, max_shard_bytes: int | None = None) -> None:
+    """Write ``config.json`` and safetensors in the official layout (sharded above ``max_shard_bytes``)."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(path)
+    state = {module_key_to_checkpoint_key(k): v.detach().contiguous()
+             for k, v in model.state_dict().items()
+             if not (k == "lm_head.weight" and model.config.tie_word_embeddings)}
+    if max_shard_bytes is None:
+        save_file(state, str(path / SAFETENSORS_SINGLE), metadata={"format": "pt"})
+        return
+    shards, current, size = [], {}, 0
+    for key in sorted(state):
+        nbytes = state[key].numel() * state[key].element_size()
+        if current and size + nbytes > max_shard_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[key], size = state[key], size + nbytes
+    shards.append(current)
+    weight_map = {}
+    for i, shard in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(path / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in shard})
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    (path / SAFETENSORS_INDEX).write_text(json.dumps({"metadata": {"total_size": total},
+                                                      "weight_map": weight_map}, indent=2))
+
+
+def read_config(path: Path) -> UniPixelConfig:
+    """Read a checkpoint's config and force ``sam2_inference_mode`` on (the hub config says false)."""
+    config = UniPixelConfig.from_pretrained(path)
+    config.sam2_inference_mode = True
+    return config
+
+
+def build_model(config: UniPixelConfig, sam2_search_dirs: tuple[Path, ...] = (), *,
+                dtype: torch.dtype = torch.float32, init_weights: bool = True):
+    """Construct a :class:`UniPixelModel` from its config.
+
+    Args:
+        init_weights: False skips random initialisation (weights are loaded right after), which
+            matters at the 3B/7B sizes; buffers that are not saved (rotary tables) are still built.
+    """
+    from transformers import initialization
+
+    from unipixel_model.modeling import UniPixelModel
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        if init_weights:
+            return UniPixelModel(config, sam2_search_dirs)
+        with initialization.no_init_weights():
+            return UniPixelModel(config, sam2_search_dirs)
+    finally:
+        torch.set_default_dtype(previous)

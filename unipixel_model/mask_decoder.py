@@ -1,0 +1,147 @@
+"""Track one object through a video with SAM 2, prompted by hidden tokens, clicks or a mask.
+
+This replaces the official predictor's dict-of-strings session with a small loop over
+``UniPixelSAM2.track_step``: conditioning frames first (no memory on an initial frame), then
+propagation forward and/or backward from the earliest conditioning frame. Only the SAM 2 memory
+window is kept (older per-frame outputs are yielded and dropped), so memory stays flat in video
+length; frame features come from a callable so the caller decides what to cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from unipixel_model.sam2_adapter import FrameFeatures, UniPixelSAM2
+
+FORWARD = "forward"
+BACKWARD = "backward"
+
+
+@dataclass
+class ConditioningPrompt:
+    """A prompt that makes ``frame_idx`` a conditioning frame for one object.
+
+    Attributes:
+        frame_idx: 0-based index into the frames SAM 2 tracks.
+        hidden: [1, K, C] ``<|seg|>`` tokens from ``seg_head``, or None.
+        point_coords: float [1, P, 2] (x, y) in SAM input pixels, or None.
+        point_labels: int32 [1, P] (1 positive, 0 negative, 2/3 box corners), or None.
+        mask: float [1, 1, S, S] mask prompt in SAM input space, or None.
+        prev_logits: [1, 1, h, w] low-res logits of an earlier prediction on this frame, fed
+            with new clicks (SAM 2's interactive refinement), or None.
+    """
+
+    frame_idx: int
+    hidden: torch.Tensor | None = None
+    point_coords: torch.Tensor | None = None
+    point_labels: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    prev_logits: torch.Tensor | None = None
+
+
+@dataclass
+class FramePrediction:
+    """SAM 2's output for one object on one frame.
+
+    Attributes:
+        frame_idx: 0-based frame index.
+        low_res_logits: float32 [h, w] selected mask logits (NO_OBJ-gated at inference).
+        ious: float [M] predicted IoUs of the candidate masks (M = 3 with multimask, else 1).
+        object_score: logit that the object is visible (> 0: visible).
+        obj_ptr: [C] object pointer.
+        is_conditioning: whether the frame carried a prompt.
+    """
+
+    frame_idx: int
+    low_res_logits: torch.Tensor
+    ious: torch.Tensor
+    object_score: float
+    obj_ptr: torch.Tensor
+    is_conditioning: bool
+
+    @property
+    def best_iou(self) -> float:
+        return float(self.ious.max())
+
+    def mask_at(self, height: int, width: int) -> torch.Tensor:
+        """bool [H, W]: logits resized straight to the original frame size, thresholded at 0."""
+        logits = F.interpolate(self.low_res_logits[None, None].float(), size=(height, width),
+                               mode="bilinear", align_corners=False)
+        return logits[0, 0] > 0
+
+
+def _prediction(frame_idx: int, out: dict, is_cond: bool) -> FramePrediction:
+    return FramePrediction(frame_idx, out["pred_masks"][0, 0].float(), out["ious"][0].float(),
+                           float(out["object_score_logits"][0, 0]), out["obj_ptr"][0], is_cond)
+
+
+def _prune(memory: dict, frame_idx: int, keep: int, direction: str, start: int) -> None:
+    """Drop non-conditioning outputs that the next frames in ``direction`` can no longer read.
+
+    Frames within ``keep`` after ``start`` stay: the backward pass reads them, as SAM 2's does.
+    """
+    stale = [f for f in memory["non_cond_frame_outputs"]
+             if (start + keep < f < frame_idx - keep if direction == FORWARD else f > frame_idx + keep)]
+    for f in stale:
+        del memory["non_cond_frame_outputs"][f]
+
+
+@torch.no_grad()
+def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_frames: int,
+                 prompts: list[ConditioningPrompt], directions: tuple[str, ...] = (FORWARD, BACKWARD),
+                 ) -> Iterator[FramePrediction]:
+    """Segment one object on its prompted frames, then propagate.
+
+    Args:
+        sam2: the SAM 2 module.
+        features: frame_idx -> backbone features of that frame.
+        num_frames: frames in the video (SAM 2 normalises pointer distances with it).
+        prompts: at least one; several on one frame are not allowed (merge them first).
+        directions: ``forward`` tracks frames after the earliest prompt, ``backward`` frames before it.
+    Yields:
+        One :class:`FramePrediction` per frame: conditioning frames first (in frame order), then
+        forward frames ascending, then backward frames descending.
+    """
+    if not prompts:
+        raise ValueError("track_object needs at least one prompt")
+    memory: dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    for prompt in sorted(prompts, key=lambda p: p.frame_idx):
+        out = _step(sam2, features, num_frames, memory, prompt.frame_idx, True, False, prompt)
+        memory["cond_frame_outputs"][prompt.frame_idx] = out
+        yield _prediction(prompt.frame_idx, out, True)
+    start = min(memory["cond_frame_outputs"])
+    keep = max(sam2.num_maskmem, sam2.max_obj_ptrs_in_encoder)
+    for direction in directions:
+        frames = range(start + 1, num_frames) if direction == FORWARD else range(start - 1, -1, -1)
+        reverse = direction == BACKWARD
+        for frame_idx in frames:
+            if frame_idx in memory["cond_frame_outputs"]:
+                continue
+            out = _step(sam2, features, num_frames, memory, frame_idx, False, reverse, None)
+            memory["non_cond_frame_outputs"][frame_idx] = out
+            yield _prediction(frame_idx, out, False)
+            _prune(memory, frame_idx, keep, direction, start)
+        for f in [f for f in memory["non_cond_frame_outputs"] if f > start + keep or f < start]:
+            del memory["non_cond_frame_outputs"][f]  # keep what the backward pass reads
+
+
+def _step(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_frames: int, memory: dict,
+          frame_idx: int, is_cond: bool, reverse: bool, prompt: ConditioningPrompt | None) -> dict:
+    feats = features(frame_idx)
+    point_inputs = mask_inputs = hidden = prev = None
+    if prompt is not None:
+        hidden, mask_inputs, prev = prompt.hidden, prompt.mask, prompt.prev_logits
+        if prompt.point_coords is not None:
+            point_inputs = {"point_coords": prompt.point_coords, "point_labels": prompt.point_labels}
+    out = sam2.track_step(frame_idx=frame_idx, is_init_cond_frame=is_cond, current_vision_feats=feats.vision_feats,
+                          current_vision_pos_embeds=feats.vision_pos, feat_sizes=feats.feat_sizes,
+                          point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict=memory,
+                          num_frames=num_frames, track_in_reverse=reverse, run_mem_encoder=True,
+                          prev_sam_mask_logits=prev, hidden_inputs=hidden)
+    # Keep only what later frames read; the high-res mask is [1, 1, S, S] and would dominate memory.
+    out.pop("pred_masks_high_res", None)
+    return out
