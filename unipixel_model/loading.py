@@ -174,3 +174,82 @@ def build_model(config: UniPixelConfig, sam2_search_dirs: tuple[Path, ...] = (),
             return UniPixelModel(config, sam2_search_dirs)
     finally:
         torch.set_default_dtype(previous)
+
+
+TINY_NAME = "tiny"
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.yaml", "*.model"]
+
+
+def resolve_checkpoint(name_or_path: str | Path, cache_dir: Path | None = None) -> Path:
+    """Turn a checkpoint reference into a local directory.
+
+    Args:
+        name_or_path: a local directory; ``tiny`` (a random tiny model, built once into
+            ``cache_dir``); or a hub id such as ``PolyU-ChenLab/UniPixel-3B`` (downloaded with
+            ``huggingface_hub``, honouring ``HF_HOME``/``HF_HUB_OFFLINE``).
+        cache_dir: where ``tiny`` is built (default ``~/.cache/unipixel``).
+    Raises:
+        FileNotFoundError: for a path that does not exist and is not a hub id.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if text == TINY_NAME:
+        from unipixel_model.presets import build_tiny_checkpoint
+
+        target = (cache_dir or Path.home() / ".cache" / "unipixel") / "tiny-seed0"
+        if not (target / SAFETENSORS_SINGLE).is_file():
+            build_tiny_checkpoint(target)
+        return target
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        from huggingface_hub import snapshot_download
+
+        logger.info("downloading %s from the Hugging Face hub", text)
+        return Path(snapshot_download(repo_id=text, allow_patterns=HUB_ALLOW_PATTERNS))
+    raise FileNotFoundError(f"{text!r} is neither a checkpoint directory, 'tiny', nor a hub id like "
+                            "'PolyU-ChenLab/UniPixel-3B'")
+
+
+def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu",
+                    dtype: torch.dtype | None = None, adapter: str | Path | None = None,
+                    cache_dir: Path | None = None):
+    """Load a full UniPixel checkpoint (official layout), optionally with a LoRA adapter on top.
+
+    Args:
+        name_or_path: see :func:`resolve_checkpoint`.
+        device: ``cpu``, ``cuda``, ``cuda:1``...
+        dtype: weights of the ViT, LLM and heads (default bfloat16 on CUDA, float32 on CPU). SAM 2
+            and the ``<|ref|>`` prompt encoder always run in float32: the ``sam2`` package lacks the
+            fork's bf16 casts, and 81 M parameters in float32 cost little.
+        adapter: a peft adapter directory (see :func:`load_adapter`).
+    Returns:
+        The model in eval mode with ``sam2_inference_mode`` on.
+    """
+    path = resolve_checkpoint(name_or_path, cache_dir)
+    config = read_config(path)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = build_model(config, (path,), dtype=dtype, init_weights=False)
+    load_checkpoint_weights(model, path)
+    model.sam2.float()
+    model.ref_encoder.float()
+    model.tem_pe.float()
+    if adapter is not None:
+        model = load_adapter(model, adapter)
+    return model.to(device).eval()
+
+
+def load_adapter(model, adapter_dir: str | Path, adapter_name: str = "default"):
+    """Wrap ``model`` with a peft adapter saved by ``finetune`` (LoRA + modules to save).
+
+    The base weights are untouched, so another adapter can later be loaded next to it and made
+    active without reloading the base model.
+    """
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass a peft adapter directory")
+    return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name, is_trainable=False)

@@ -30,15 +30,21 @@ def build_refer_mask(masks: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Ten
         bool [ceil(T/2), O, grid_h/2, grid_w/2]: True where the object covers part of a merged token
         in either frame of the pair.
     """
-    if masks.ndim != 4:
-        raise UniPixelInputError(f"masks must be [T, O, H, W], got shape {tuple(masks.shape)}")
-    masks = masks.float()
-    if masks.shape[0] % 2 == 1:  # the LLM frames were padded by repeating the last one
-        masks = torch.cat([masks, masks[-1:]], dim=0)
-    pooled = masks.reshape(masks.shape[0] // 2, 2, *masks.shape[1:]).amax(dim=1)
+    pooled = time_pool_masks(masks).float()
     size = (grid_hw[0] * 14, grid_hw[1] * 14)
     resized = F.interpolate(pooled, size=size, mode="bilinear", antialias=True, align_corners=False)
     return F.max_pool2d(resized, kernel_size=_MERGED_PATCH_PX, stride=_MERGED_PATCH_PX) > 0
+
+
+def time_pool_masks(masks: torch.Tensor) -> torch.Tensor:
+    """bool/float [T, O, H, W] -> bool [ceil(T/2), O, H, W]: OR over frame pairs, the last frame
+    repeated when T is odd (the LLM frames were padded that way)."""
+    if masks.ndim != 4:
+        raise UniPixelInputError(f"masks must be [T, O, H, W], got shape {tuple(masks.shape)}")
+    masks = masks.bool()
+    if masks.shape[0] % 2 == 1:
+        masks = torch.cat([masks, masks[-1:]], dim=0)
+    return masks.reshape(masks.shape[0] // 2, 2, *masks.shape[1:]).any(dim=1)
 
 
 def present_chunks(refer_mask: torch.Tensor) -> list[list[int]]:

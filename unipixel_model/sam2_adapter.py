@@ -214,4 +214,7 @@ def build_sam2(yaml_path: Path, image_size: int, inference_mode: bool) -> UniPix
     model_cfg["image_size"] = image_size
     model_cfg["inference_mode"] = inference_mode
     # The fork's yaml carries training-only keys; UniPixelSAM2 drops what SAM2Base does not take.
-    return instantiate(model_cfg, _recursive_=True)
+    # Hiera calls .item() while building, so SAM 2 (81 M parameters) is always built on the CPU,
+    # even inside a meta-device context (``inspect``); callers move it afterwards.
+    with torch.device("cpu"):
+        return instantiate(model_cfg, _recursive_=True)
