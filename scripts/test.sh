@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Test"): installs what the suite needs on a fresh
+# machine, then runs every test. Extra arguments go to pytest (e.g. `-m unit`, `-k parity`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Tests never reach a model hub.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec .venv/bin/python -m pytest "$@"
