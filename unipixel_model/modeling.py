@@ -43,6 +43,7 @@ class UniPixelInputs:
         second_per_grid_ts: float [1] (1.0 at the 2 fps UniPixel uses).
         ref_prompts: one :class:`RefPrompt` per ``<|ref|>`` token, in order.
         refer_mask: bool [T_grid, O, h/28, w/28] for the ``<|mem|>`` tokens, or None.
+        vision: a cached ``encode_video`` result for these pixels (skips the ViT), or None.
     """
 
     input_ids: torch.Tensor
@@ -51,6 +52,7 @@ class UniPixelInputs:
     second_per_grid_ts: torch.Tensor
     ref_prompts: list[RefPrompt] = field(default_factory=list)
     refer_mask: torch.Tensor | None = None
+    vision: tuple[torch.Tensor, torch.Tensor] | None = None  # cached encode_video() output
 
 
 @dataclass
@@ -153,7 +155,8 @@ class UniPixelModel(nn.Module):
         """
         ids = inputs.input_ids
         embeds = self.model.language_model.embed_tokens(ids)
-        vision, window_ordered = self.encode_video(inputs.pixel_values_videos, inputs.video_grid_thw)
+        vision, window_ordered = inputs.vision or self.encode_video(inputs.pixel_values_videos,
+                                                                    inputs.video_grid_thw)
         embeds = _scatter(embeds, ids == self.config.qwen.video_token_id, vision, "<|video_pad|>")
         kept = Intermediates(vision, window_ordered) if keep else Intermediates()
         num_ref = int((ids == self.config.ref_token_id).sum())

@@ -1,0 +1,140 @@
+"""Decode an image, a video file, a folder of frames or an array once, into a disk-backed store.
+
+Frames are decoded a single time into a ``numpy.memmap`` in a temporary file, so a session can
+read any frame again without re-decoding while its resident memory stays flat in video length
+(the page cache, not the process, holds the pixels).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from unipixel_model.errors import MediaDecodeError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+DEFAULT_FPS = 25.0
+
+
+@dataclass
+class Frames:
+    """Decoded RGB frames of one medium.
+
+    Attributes:
+        pixels: uint8 [T, H, W, 3] (a memmap for files, the array itself otherwise).
+        fps: frames per second (``DEFAULT_FPS`` when unknown; 0 for a still image).
+        is_image: True for a single still image.
+    """
+
+    pixels: np.ndarray
+    fps: float
+    is_image: bool
+    _tmp: object | None = field(default=None, repr=False)  # keeps the memmap file alive
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return int(self.pixels.shape[1]), int(self.pixels.shape[2])
+
+    def take(self, indices: list[int]) -> np.ndarray:
+        """uint8 [len(indices), H, W, 3] copies of the given frames."""
+        return np.ascontiguousarray(self.pixels[indices])
+
+
+def load_frames(source: str | Path | np.ndarray, max_frames: int | None = None) -> Frames:
+    """Decode ``source`` once.
+
+    Args:
+        source: an image file, a video file, a directory of frame images (sorted numerically),
+            or a uint8 array [H, W, 3] (image) / [T, H, W, 3] (video).
+        max_frames: refuse longer videos (a clear error instead of filling the disk).
+    Raises:
+        MediaDecodeError: when nothing decodable is found, naming the file.
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    path = Path(source)
+    if not path.exists():
+        raise MediaDecodeError(f"media not found: {path}")
+    if path.is_dir():
+        return _from_directory(path, max_frames)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return Frames(_read_image(path)[None], 0.0, True)
+    return _from_video(path, max_frames)
+
+
+def _from_array(array: np.ndarray) -> Frames:
+    if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] != 3:
+        raise MediaDecodeError(f"frames must be uint8 [H, W, 3] or [T, H, W, 3], got {array.dtype} {array.shape}")
+    if array.ndim == 3:
+        return Frames(array[None], 0.0, True)
+    if array.shape[0] == 0:
+        raise MediaDecodeError("the frame array is empty")
+    return Frames(array, DEFAULT_FPS, False)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise MediaDecodeError(f"cannot decode image {path}: {exc}") from exc
+
+
+def _from_directory(path: Path, max_frames: int | None) -> Frames:
+    files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                   key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
+    if not files:
+        raise MediaDecodeError(f"no frame images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+    if max_frames is not None and len(files) > max_frames:
+        raise MediaDecodeError(f"{path} has {len(files)} frames; the limit is {max_frames}")
+    first = _read_image(files[0])
+    store, tmp = _memmap(len(files), first.shape)
+    for i, file in enumerate(files):
+        frame = first if i == 0 else _read_image(file)
+        if frame.shape != first.shape:
+            raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, the first frame is {first.shape[:2]}")
+        store[i] = frame
+    return Frames(store, DEFAULT_FPS, False, tmp)
+
+
+def _from_video(path: Path, max_frames: int | None) -> Frames:
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise MediaDecodeError(f"cannot open video {path}: not a video file OpenCV can decode")
+    fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+    tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
+    count, shape = 0, None
+    try:
+        while True:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            count += 1
+            if max_frames is not None and count > max_frames:
+                raise MediaDecodeError(f"{path} has more than {max_frames} frames; the limit is {max_frames}")
+            shape = shape or bgr.shape
+            tmp.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).tobytes())  # streamed to disk: flat RAM
+    finally:
+        capture.release()
+    if count == 0:
+        raise MediaDecodeError(f"cannot decode any frame of {path}; is it a supported video (H.264, VP8, ...)?")
+    tmp.flush()
+    store = np.memmap(tmp.name, dtype=np.uint8, mode="r", shape=(count, *shape))
+    return Frames(store, float(fps), False, tmp)
+
+
+def _memmap(count: int, shape: tuple[int, ...]) -> tuple[np.ndarray, object]:
+    tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
+    store = np.memmap(tmp.name, dtype=np.uint8, mode="w+", shape=(count, *shape))
+    return store, tmp

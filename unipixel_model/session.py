@@ -1,0 +1,300 @@
+"""An annotation session over one image or video: decode once, cache features, remember objects.
+
+Typical use::
+
+    session = InferenceSession.open(model, tokenizer, "clip.mp4")
+    result = session.segment("Please segment the man in the red jacket.")   # text -> masks
+    result = session.refer({1: PointPrompt(320, 200, frame_idx=40)})        # click -> object [1]
+    session.refine(1, frame_idx=55, points=[(300, 210)], labels=[0])         # negative click
+    answer = session.ask("What is [1] doing?")                               # memory injection
+
+The LLM reads up to 16 frames (prompt frames always among them) while SAM 2 tracks every
+frame. ``official=True`` reproduces the official inference exactly (SAM 2 seeded on frame 0 by
+the ``<|seg|>`` tokens alone, forward only); the default seeds SAM 2 on the prompt's own frame
+with the click or box as well and propagates both ways.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from unipixel_model import processor
+from unipixel_model.errors import UniPixelInputError
+from unipixel_model.feature_cache import SAM2FeatureCache, VisionCache, llm_frame_indices, to_numpy_mask
+from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, track_object
+from unipixel_model.media import Frames, load_frames
+from unipixel_model.memory_bank import build_refer_mask, mem_prefix
+from unipixel_model.modeling import UniPixelInputs, UniPixelModel
+from unipixel_model.prompt_encoder import RefPrompt
+from unipixel_model.types import BoxPrompt, MaskPrompt, MaskTrack, PointPrompt, SegmentationResult, VisualPrompt
+
+MEMORY_PROMPT = "{} Please localize the relevant objects with IDs."
+DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
+_OBJ_REF = re.compile(r"\[(\d+)\]")
+
+
+@dataclass
+class SessionObject:
+    """An entry of the object memory bank: its SAM 2 prompts and current track."""
+
+    obj_id: int
+    prompts: list[ConditioningPrompt]
+    track: MaskTrack
+    directions: tuple[str, ...]
+
+
+@dataclass
+class LLMTurn:
+    """Text in, text out, and the pre-norm states that feed SAM 2 (one per ``<|seg|>``)."""
+
+    answer: str
+    seg_hidden: torch.Tensor
+
+
+@dataclass
+class InferenceSession:
+    """State of one annotation session. Create with :meth:`open`."""
+
+    model: UniPixelModel
+    tokenizer: object
+    frames: Frames
+    features: SAM2FeatureCache
+    vision_cache: VisionCache = field(default_factory=VisionCache)
+    objects: dict[int, SessionObject] = field(default_factory=dict)
+    max_new_tokens: int = 256
+
+    @classmethod
+    def open(cls, model: UniPixelModel, tokenizer, media, *, feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+             max_frames: int | None = None) -> "InferenceSession":
+        """Decode ``media`` (path, frame folder or uint8 array) once and start a session."""
+        frames = load_frames(media, max_frames=max_frames)
+        return cls(model, tokenizer, frames, SAM2FeatureCache(model.sam2, frames, feature_cache_bytes))
+
+    # ---- public API ----------------------------------------------------------------------
+    @torch.no_grad()
+    def segment(self, text: str, *, forced_answer: str | None = None) -> SegmentationResult:
+        """Text query -> answer + one track per ``<|seg|>`` over every frame (official flow:
+        each seeds SAM 2 on frame 0 and propagates forward)."""
+        indices = llm_frame_indices(self.frames.num_frames, [])
+        turn = self._llm(text, indices, [], None, forced_answer)
+        tracks = [self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,))
+                  for tok in self.model.seg_tokens(turn.seg_hidden)]
+        return SegmentationResult(turn.answer, tracks)
+
+    @torch.no_grad()
+    def refer(self, prompts: Mapping[int, VisualPrompt], question: str | None = None, *,
+              forced_answer: str | None = None, official: bool = False, ask: bool = True) -> SegmentationResult:
+        """Visual prompts -> objects saved as ``[id]`` -> (optionally) an answer about them.
+
+        Args:
+            prompts: object id -> point, box or mask prompt (any frame).
+            question: may contain ``[id] <|ref|>``; without ``<|ref|>`` the references are
+                prepended. When given and ``ask``, a second pass answers it from the saved masks.
+            forced_answer: teacher-forced answer of that second pass.
+            official: seed SAM 2 on frame 0 with the hidden tokens only, forward only.
+        """
+        if not prompts:
+            raise UniPixelInputError("refer() needs at least one prompt")
+        for obj_id, prompt in prompts.items():
+            self._check_prompt(obj_id, prompt)
+        ids = list(prompts)
+        tracks = [self._mask_object(i, p) for i, p in prompts.items() if isinstance(p, MaskPrompt)]
+        ref_ids = [i for i in ids if not isinstance(prompts[i], MaskPrompt)]
+        if ref_ids:
+            tracks += self._prefill_memory(ref_ids, prompts, question, official)
+        answer = ""
+        if question is not None and ask:
+            plain = re.sub(r"\s*<\|ref\|>", "", question)
+            answer = self.ask(plain, ids, forced_answer=forced_answer).text
+        order = {i: n for n, i in enumerate(ids)}
+        return SegmentationResult(answer, sorted(tracks, key=lambda t: order[t.obj_id]))
+
+    @torch.no_grad()
+    def ask(self, question: str, obj_ids: list[int] | None = None, *,
+            forced_answer: str | None = None) -> SegmentationResult:
+        """Answer about saved objects (memory injection). ``obj_ids`` default: the ``[n]`` in the question."""
+        ids = obj_ids if obj_ids is not None else sorted({int(n) for n in _OBJ_REF.findall(question)})
+        for obj_id in ids:
+            self._object(obj_id)
+        indices = llm_frame_indices(self.frames.num_frames, [])
+        refer_mask, prefix = None, ""
+        if ids:
+            video = self.vision_cache.video(self.frames, indices)
+            masks = torch.from_numpy(np.stack([np.stack([self.objects[i].track.mask(f) for i in ids])
+                                               for f in indices]))
+            refer_mask = build_refer_mask(masks, video.grid_hw)
+            prefix = mem_prefix(ids, refer_mask, None if self.frames.is_image else len(indices))
+        turn = self._llm(prefix + question, indices, [], refer_mask, forced_answer)
+        tracks = [self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,))
+                  for tok in self.model.seg_tokens(turn.seg_hidden)]
+        return SegmentationResult(turn.answer, tracks)
+
+    @torch.no_grad()
+    def refine(self, obj_id: int, frame_idx: int, points: list[tuple[float, float]], labels: list[int]) -> MaskTrack:
+        """Clicks sent straight to SAM 2 on ``frame_idx`` (label 1 adds, 0 removes), then re-propagate."""
+        entry = self._object(obj_id)
+        if len(points) != len(labels) or not points:
+            raise UniPixelInputError(f"expected one label per point, got {len(points)} points and {len(labels)} labels")
+        for x, y in points:
+            self._check_point(x, y, frame_idx)
+        coords = self._to_sam(torch.tensor(points, dtype=torch.float32))[None]
+        new_labels = torch.tensor([labels], dtype=torch.int32)
+        previous = next((p for p in entry.prompts if p.frame_idx == frame_idx), None)
+        if previous is not None and previous.point_coords is not None:
+            coords = torch.cat([previous.point_coords, coords], dim=1)
+            new_labels = torch.cat([previous.point_labels, new_labels], dim=1)
+        prev_logits = entry.track.low_res_logits[frame_idx][None, None].clone()
+        prompt = ConditioningPrompt(frame_idx, hidden=previous.hidden if previous else None, point_coords=coords,
+                                    point_labels=new_labels, prev_logits=prev_logits)
+        prompts = [p for p in entry.prompts if p.frame_idx != frame_idx] + [prompt]
+        entry.prompts, entry.directions = prompts, (FORWARD, BACKWARD)
+        entry.track = self._track(obj_id, prompts, entry.directions)
+        return entry.track
+
+    def forget(self, obj_id: int) -> None:
+        """Remove an object from the memory bank."""
+        self._object(obj_id)
+        del self.objects[obj_id]
+
+    # ---- internals -----------------------------------------------------------------------
+    def _prefill_memory(self, ids: list[int], prompts: Mapping[int, VisualPrompt], question: str | None,
+                        official: bool) -> list[MaskTrack]:
+        """Pass 1: ``[id] <|ref|>`` questions with the known ``[id] <|seg|>`` answer forced."""
+        frames = [prompts[i].frame_idx for i in ids]
+        indices = llm_frame_indices(self.frames.num_frames, frames)
+        refs = [self._ref_prompt(prompts[i], indices.index(prompts[i].frame_idx)) for i in ids]
+        mem_question = question if question and "<|ref|>" in question else \
+            " ".join(f"[{i}] <|ref|>" for i in ids) + (f" {question}" if question else "")
+        text = MEMORY_PROMPT.format(mem_question.rstrip().rstrip(".") + ".")
+        answer = " ".join(f"[{i}] <|seg|>" for i in ids)
+        turn = self._llm(text, indices, refs, None, answer)
+        tokens = self.model.seg_tokens(turn.seg_hidden[:len(ids)])  # an extra <|seg|> after <|im_end|> is dropped
+        tracks = []
+        for obj_id, ref, tok in zip(ids, refs, tokens):
+            if official:
+                conds, directions = [ConditioningPrompt(0, hidden=tok[None])], (FORWARD,)
+            else:
+                conds = [ConditioningPrompt(prompts[obj_id].frame_idx, hidden=tok[None],
+                                            point_coords=ref.coords_sam[None], point_labels=ref.labels[None].int())]
+                directions = (FORWARD, BACKWARD)
+            tracks.append(self._new_object(conds, directions, obj_id))
+        return tracks
+
+    def _mask_object(self, obj_id: int, prompt: MaskPrompt) -> MaskTrack:
+        side = self.model.config.sam2_image_size
+        mask = torch.from_numpy(to_numpy_mask(prompt.mask)).float()[None, None]
+        mask = F.interpolate(mask, size=(side, side), mode="bilinear", align_corners=False)
+        return self._new_object([ConditioningPrompt(prompt.frame_idx, mask=mask)], (FORWARD, BACKWARD), obj_id)
+
+    def _new_object(self, prompts: list[ConditioningPrompt], directions: tuple[str, ...],
+                    obj_id: int | None = None) -> MaskTrack:
+        obj_id = obj_id if obj_id is not None else max(self.objects, default=0) + 1
+        track = self._track(obj_id, prompts, directions)
+        self.objects[obj_id] = SessionObject(obj_id, prompts, track, directions)
+        return track
+
+    def _track(self, obj_id: int, prompts: list[ConditioningPrompt], directions: tuple[str, ...]) -> MaskTrack:
+        sam2 = self.model.sam2
+        device = next(sam2.parameters()).device
+        prompts = [_prompt_to(p, device) for p in prompts]
+        total = self.frames.num_frames
+        side = sam2.image_size // 4
+        logits = torch.full((total, side, side), float("-inf"))
+        scores, ious = torch.full((total,), float("nan")), torch.full((total,), float("nan"))
+        for pred in track_object(sam2, self.features, total, prompts, directions):
+            logits[pred.frame_idx] = pred.low_res_logits.float().cpu()
+            scores[pred.frame_idx], ious[pred.frame_idx] = pred.object_score, float(pred.ious.max())
+        return MaskTrack(obj_id, self.frames.size_hw, logits, scores, ious, sorted(p.frame_idx for p in prompts))
+
+    def _llm(self, question: str, indices: tuple[int, ...], refs: list[RefPrompt],
+             refer_mask: torch.Tensor | None, forced_answer: str | None) -> LLMTurn:
+        video = self.vision_cache.video(self.frames, indices)
+        device = self.model.lm_head.weight.device
+        vision = self.vision_cache.vision(indices)
+        if vision is None:
+            vision = self.model.encode_video(video.pixel_values_videos.to(device), video.video_grid_thw.to(device))
+            self.vision_cache.store_vision(indices, vision)
+        text = processor.render_chat([(question, forced_answer)])
+        ids = processor.tokenize(self.tokenizer, processor.expand_video_placeholder(text, video.num_tokens))
+        inputs = UniPixelInputs(ids.to(device), video.pixel_values_videos, video.video_grid_thw.to(device),
+                                video.second_per_grid_ts.to(device), refs, refer_mask, vision)
+        out = self.model.prefill(inputs)
+        if forced_answer is not None:
+            positions = self.model.seg_positions(inputs.input_ids, out.logits)
+            return LLMTurn(forced_answer, out.hidden_pre_norm[positions])
+        return self._generate(out)
+
+    def _generate(self, out) -> LLMTurn:
+        """Greedy decoding; a predicted ``<|seg|>`` takes the state of the position that predicted it."""
+        eos, seg = self.tokenizer.convert_tokens_to_ids("<|im_end|>"), self.model.config.seg_token_id
+        logits, hidden, generated, seg_hidden = out.logits[-1], out.hidden_pre_norm[-1], [], []
+        for _ in range(self.max_new_tokens):
+            token = int(logits.argmax())
+            if token == seg:
+                seg_hidden.append(hidden)
+            if token == eos:
+                break
+            generated.append(token)
+            logits, hidden = self.model.decode_step(token, out.cache, out.rope_deltas)
+        answer = self.tokenizer.decode(generated, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        dim = out.hidden_pre_norm.shape[-1]
+        states = torch.stack(seg_hidden) if seg_hidden else out.hidden_pre_norm.new_zeros((0, dim))
+        return LLMTurn(answer, states)
+
+    def _ref_prompt(self, prompt: VisualPrompt, llm_frame: int) -> RefPrompt:
+        if isinstance(prompt, PointPrompt):
+            return RefPrompt(self._to_sam(torch.tensor([[prompt.x_px, prompt.y_px]])), torch.tensor([1]), llm_frame)
+        box = torch.tensor([[prompt.x1_px, prompt.y1_px], [prompt.x2_px, prompt.y2_px]])
+        return RefPrompt(self._to_sam(box), torch.tensor([2, 3]), llm_frame)
+
+    def _to_sam(self, xy_px: torch.Tensor) -> torch.Tensor:
+        height, width = self.frames.size_hw
+        side = self.model.config.sam2_image_size
+        return (xy_px.float() * torch.tensor([side / width, side / height])).float()
+
+    def _object(self, obj_id: int) -> SessionObject:
+        if obj_id not in self.objects:
+            raise UniPixelInputError(f"unknown object id [{obj_id}]; this session knows {sorted(self.objects) or 'none'}")
+        return self.objects[obj_id]
+
+    def _check_frame(self, frame_idx: int) -> None:
+        if not 0 <= frame_idx < self.frames.num_frames:
+            raise UniPixelInputError(f"frame_idx {frame_idx} is out of range: the media has "
+                                     f"{self.frames.num_frames} frames (0..{self.frames.num_frames - 1})")
+
+    def _check_point(self, x: float, y: float, frame_idx: int) -> None:
+        self._check_frame(frame_idx)
+        height, width = self.frames.size_hw
+        if not (0 <= x <= width and 0 <= y <= height):
+            raise UniPixelInputError(f"point ({x}, {y}) is outside the {width}x{height} frame")
+
+    def _check_prompt(self, obj_id: int, prompt: VisualPrompt) -> None:
+        if isinstance(prompt, PointPrompt):
+            self._check_point(prompt.x_px, prompt.y_px, prompt.frame_idx)
+        elif isinstance(prompt, BoxPrompt):
+            self._check_point(prompt.x1_px, prompt.y1_px, prompt.frame_idx)
+            self._check_point(prompt.x2_px, prompt.y2_px, prompt.frame_idx)
+            if prompt.x2_px <= prompt.x1_px or prompt.y2_px <= prompt.y1_px:
+                raise UniPixelInputError(f"box of object [{obj_id}] must have x2 > x1 and y2 > y1, got "
+                                         f"({prompt.x1_px}, {prompt.y1_px}, {prompt.x2_px}, {prompt.y2_px})")
+        elif isinstance(prompt, MaskPrompt):
+            self._check_frame(prompt.frame_idx)
+            mask = to_numpy_mask(prompt.mask)
+            if mask.shape != self.frames.size_hw:
+                raise UniPixelInputError(f"mask of object [{obj_id}] is {mask.shape}, the frames are {self.frames.size_hw}")
+            if not mask.any():
+                raise UniPixelInputError(f"mask of object [{obj_id}] on frame {prompt.frame_idx} is empty")
+        else:
+            raise UniPixelInputError(f"unsupported prompt type {type(prompt).__name__} for object [{obj_id}]")
+
+
+def _prompt_to(prompt: ConditioningPrompt, device: torch.device) -> ConditioningPrompt:
+    move = (lambda t: None if t is None else t.to(device))
+    return ConditioningPrompt(prompt.frame_idx, move(prompt.hidden), move(prompt.point_coords),
+                              move(prompt.point_labels), move(prompt.mask), move(prompt.prev_logits))
