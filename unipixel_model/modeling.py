@@ -228,7 +228,7 @@ class UniPixelModel(nn.Module):
     def seg_tokens(self, hidden_pre_norm: torch.Tensor) -> torch.Tensor:
         """SAM 2 prompt tokens from pre-norm states: [n, D] -> [n, sam2_hidden_tokens, C]."""
         out = self.seg_head(hidden_pre_norm)
-        return out.reshape(hidden_pre_norm.shape[0], self.config.sam2_hidden_tokens, -1)
+        return out.reshape(hidden_pre_norm.shape[0], self.config.sam2_hidden_tokens, self.sam2.hidden_dim)
 
 
 def _scatter(embeds: torch.Tensor, where: torch.Tensor, values: torch.Tensor, token: str) -> torch.Tensor:

@@ -119,21 +119,27 @@ class InferenceSession:
     def ask(self, question: str, obj_ids: list[int] | None = None, *,
             forced_answer: str | None = None) -> SegmentationResult:
         """Answer about saved objects (memory injection). ``obj_ids`` default: the ``[n]`` in the question."""
-        ids = obj_ids if obj_ids is not None else sorted({int(n) for n in _OBJ_REF.findall(question)})
-        for obj_id in ids:
-            self._object(obj_id)
+        text, refer_mask = self.memory_prompt(question, obj_ids)
         indices = llm_frame_indices(self.frames.num_frames, [])
-        refer_mask, prefix = None, ""
-        if ids:
-            video = self.vision_cache.video(self.frames, indices)
-            masks = torch.from_numpy(np.stack([np.stack([self.objects[i].track.mask(f) for i in ids])
-                                               for f in indices]))
-            refer_mask = build_refer_mask(masks, video.grid_hw)
-            prefix = mem_prefix(ids, refer_mask, None if self.frames.is_image else len(indices))
-        turn = self._llm(prefix + question, indices, [], refer_mask, forced_answer)
+        turn = self._llm(text, indices, [], refer_mask, forced_answer)
         tracks = [self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,))
                   for tok in self.model.seg_tokens(turn.seg_hidden)]
         return SegmentationResult(turn.answer, tracks)
+
+    def memory_prompt(self, question: str, obj_ids: list[int] | None = None) -> tuple[str, torch.Tensor | None]:
+        """The memory-injection question and its ``refer_mask`` [T_grid, O, h, w] built from the
+        saved tracks on the frames the LLM reads (None when no object is referenced)."""
+        ids = obj_ids if obj_ids is not None else sorted({int(n) for n in _OBJ_REF.findall(question)})
+        for obj_id in ids:
+            self._object(obj_id)
+        if not ids:
+            return question, None
+        indices = llm_frame_indices(self.frames.num_frames, [])
+        video = self.vision_cache.video(self.frames, indices)
+        masks = torch.from_numpy(np.stack([np.stack([self.objects[i].track.mask(f) for i in ids]) for f in indices]))
+        refer_mask = build_refer_mask(masks, video.grid_hw)
+        prefix = mem_prefix(ids, refer_mask, None if self.frames.is_image else len(indices))
+        return prefix + question, refer_mask
 
     @torch.no_grad()
     def refine(self, obj_id: int, frame_idx: int, points: list[tuple[float, float]], labels: list[int]) -> MaskTrack:

@@ -1,0 +1,126 @@
+"""InferenceSession behaviour on real (golden and tiny) models."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import PARITY_DIR
+from unipixel_model.errors import MediaDecodeError, UniPixelInputError
+from unipixel_model.feature_cache import VisionCache, llm_frame_indices
+from unipixel_model.session import InferenceSession
+from unipixel_model.types import BoxPrompt, MaskPrompt, PointPrompt
+
+
+def _case(name):
+    meta = json.loads((PARITY_DIR / f"{name}.json").read_text())
+    return meta, load_file(str(PARITY_DIR / f"{name}.safetensors"))
+
+
+def _golden_session(model, tokenizer, name):
+    meta, tensors = _case(name)
+    frames = tensors["frames_raw"].numpy()
+    session = InferenceSession.open(model, tokenizer, frames if frames.shape[0] > 1 else frames[0])
+    session.vision_cache = VisionCache(min_pixels=meta["vision_element"]["min_pixels"])  # the fixtures' budget
+    return session, meta, tensors
+
+
+def _prompts(meta, size_hw):
+    height, width = size_hw
+    prompts = {}
+    for p in meta["prompts"]:
+        xy = [(x * width / 768, y * height / 768) for x, y in p["coords_768"]]
+        prompts[p["object_id"]] = (PointPrompt(*xy[0], p["frame_index"]) if p["type"] == "point"
+                                   else BoxPrompt(*xy[0], *xy[1], p["frame_index"]))
+    return prompts
+
+
+@pytest.mark.parametrize("case", ["a_image_text_seg", "b_video_point_ref_seg", "c_video_box_point_two_objects"])
+def test_session_official_mode_reproduces_golden_cases(golden_model, golden_tokenizer, case):
+    """From raw frames, prompt text and pixel prompts (not stored tensors) to identical masks."""
+    session, meta, tensors = _golden_session(golden_model, golden_tokenizer, case)
+    if meta["kind"] == "text_seg":
+        result = session.segment(meta["question"], forced_answer=meta["response"])
+    else:
+        result = session.refer(_prompts(meta, session.frames.size_hw), meta["mem_question"], official=True, ask=False)
+    assert len(result.tracks) == tensors["masks"].shape[0]
+    for i, track in enumerate(result.tracks):
+        assert torch.allclose(track.low_res_logits, tensors["sam_low_res_masks"][i], atol=1e-4, rtol=1e-4)
+        assert np.array_equal(track.masks(), tensors["masks"][i].numpy())
+        assert track.frame_idx == list(range(session.frames.num_frames))
+        assert 0.0 <= track.score() <= 1.0
+
+
+def test_session_point_on_later_frame_tracks_both_directions(golden_model, golden_tokenizer):
+    session, meta, _ = _golden_session(golden_model, golden_tokenizer, "c_video_box_point_two_objects")
+    prompts = _prompts(meta, session.frames.size_hw)
+    result = session.refer({2: prompts[2]}, ask=False)  # point on frame 4 of 6
+    track = result.tracks[0]
+    assert track.prompt_frames == [4]
+    assert track.frame_idx == list(range(6))          # frames 0-3 come from the backward pass
+    assert track.mask(4).any() and track.mask(0).any()
+    assert sorted(session.objects) == [2]
+
+
+def test_session_box_and_mask_prompts_and_memory_turn(golden_model, golden_tokenizer):
+    session, meta, tensors = _golden_session(golden_model, golden_tokenizer, "c_video_box_point_two_objects")
+    prompts = _prompts(meta, session.frames.size_hw)
+    gt_mask = tensors["gt_object_masks"][3, 1].numpy()
+    result = session.refer({1: prompts[1], 2: MaskPrompt(gt_mask, frame_idx=3)}, ask=False)
+    assert [t.obj_id for t in result.tracks] == [1, 2]
+    assert np.array_equal(result.tracks[1].mask(3), gt_mask)  # a mask prompt is its own frame's output
+    text, refer_mask = session.memory_prompt("What is the relation between [1] and [2]?")
+    assert text.startswith("Here is a video with 6 frames denoted as <1> to <6>.")
+    assert text.count("<|mem|>") == int(refer_mask.flatten(2).any(-1).sum())
+    assert refer_mask.shape[:2] == (3, 2)
+    answer = session.ask("What is the relation between [1] and [2]?", forced_answer="[1] is chasing [2].")
+    assert answer.text == "[1] is chasing [2]."
+
+
+def test_session_refine_negative_click_changes_mask(golden_model, golden_tokenizer):
+    session, meta, _ = _golden_session(golden_model, golden_tokenizer, "c_video_box_point_two_objects")
+    prompts = _prompts(meta, session.frames.size_hw)
+    before = session.refer({2: prompts[2]}, ask=False).tracks[0]
+    frame = 4
+    ys, xs = np.nonzero(before.mask(frame))
+    x, y = float(xs.mean()), float(ys.mean())
+    after = session.refine(2, frame, [(x, y)], [0])
+    assert not np.array_equal(after.mask(frame), before.mask(frame))
+    assert after.mask(frame).sum() < before.mask(frame).sum()
+    assert session.objects[2].track is after
+
+
+def test_session_second_call_reuses_features(golden_model, golden_tokenizer):
+    session, meta, _ = _golden_session(golden_model, golden_tokenizer, "b_video_point_ref_seg")
+    prompts = _prompts(meta, session.frames.size_hw)
+    session.refer(prompts, ask=False)
+    encoded = session.features.encoded_frames
+    assert encoded == 4
+    session.refer({3: prompts[1]}, ask=False)
+    assert session.features.encoded_frames == encoded  # no frame encoded twice
+
+
+def test_session_bad_inputs_raise_clear_errors(golden_model, golden_tokenizer, tmp_path):
+    session, meta, _ = _golden_session(golden_model, golden_tokenizer, "b_video_point_ref_seg")
+    with pytest.raises(UniPixelInputError, match=r"point \(500, 10\) is outside the 160x120 frame"):
+        session.refer({1: PointPrompt(500, 10, 0)})
+    with pytest.raises(UniPixelInputError, match="frame_idx 9 is out of range: the media has 4 frames"):
+        session.refer({1: PointPrompt(5, 5, 9)})
+    with pytest.raises(UniPixelInputError, match="is empty"):
+        session.refer({1: MaskPrompt(np.zeros((120, 160), bool), 1)})
+    with pytest.raises(UniPixelInputError, match=r"unknown object id \[7\]"):
+        session.refine(7, 0, [(1, 1)], [1])
+    with pytest.raises(UniPixelInputError, match=r"unknown object id \[7\]"):
+        session.ask("What is [7]?")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    with pytest.raises(MediaDecodeError, match="broken.mp4"):
+        InferenceSession.open(golden_model, golden_tokenizer, broken)
+
+
+def test_llm_frame_indices_keep_prompt_frames():
+    picked = llm_frame_indices(100, [37, 38])
+    assert len(picked) == 16 and {37, 38} <= set(picked)
+    assert llm_frame_indices(5, [3]) == (0, 1, 2, 3, 4)
