@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from unipixel_model import processor
+from unipixel_model.errors import UniPixelInputError
 from unipixel_model.media import Frames
 from unipixel_model.sam2_adapter import FrameFeatures, UniPixelSAM2
 
@@ -109,7 +110,8 @@ def llm_frame_indices(num_frames: int, required: list[int], max_frames: int = pr
         free = [i for i, p in enumerate(picked) if p not in required]
         nearest = min(free, key=lambda i: abs(picked[i] - frame)) if free else None
         if nearest is None:
-            raise ValueError(f"more than {max_frames} distinct prompt frames; the LLM sees at most {max_frames}")
+            raise UniPixelInputError(f"{len(set(required))} distinct prompt frames; the LLM sees at most "
+                                     f"{max_frames} frames, so put the prompts on at most {max_frames} frames")
         picked[nearest] = frame
     return tuple(sorted(picked))
 

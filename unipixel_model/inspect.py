@@ -10,6 +10,7 @@ official key layout (legacy ``visual.*``/``model.*`` prefixes, no separate tied 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 import torch
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keys:
         print("\n".join(lines))
     else:
-        total = sum(eval("*".join(line.split("\t")[1].split(",")) or "1") for line in lines)
+        total = sum(math.prod(int(s) for s in line.split("\t")[1].split(",") if s) for line in lines)
         print(f"{args.preset}: {len(lines)} tensors, {total:,} elements (use --keys to list them)")
     return 0
 

@@ -143,10 +143,21 @@ class InferenceSession:
 
     @torch.no_grad()
     def refine(self, obj_id: int, frame_idx: int, points: list[tuple[float, float]], labels: list[int]) -> MaskTrack:
-        """Clicks sent straight to SAM 2 on ``frame_idx`` (label 1 adds, 0 removes), then re-propagate."""
+        """Clicks sent straight to SAM 2 on ``frame_idx`` (label 1 adds, 0 removes), then re-propagate.
+
+        Args:
+            obj_id: a saved object.
+            frame_idx: 0-based frame of the clicks.
+            points: (x_px, y_px) pixels of the original frame.
+            labels: 1 positive / 0 negative, one per point.
+        Returns:
+            The object's new :class:`MaskTrack` (also stored in the memory bank).
+        """
         entry = self._object(obj_id)
         if len(points) != len(labels) or not points:
             raise UniPixelInputError(f"expected one label per point, got {len(points)} points and {len(labels)} labels")
+        if any(label not in (0, 1) for label in labels):
+            raise UniPixelInputError(f"click labels must be 1 (positive) or 0 (negative), got {labels}")
         for x, y in points:
             self._check_point(x, y, frame_idx)
         coords = self._to_sam(torch.tensor(points, dtype=torch.float32))[None]
@@ -156,6 +167,8 @@ class InferenceSession:
             coords = torch.cat([previous.point_coords, coords], dim=1)
             new_labels = torch.cat([previous.point_labels, new_labels], dim=1)
         prev_logits = entry.track.low_res_logits[frame_idx][None, None].clone()
+        if not torch.isfinite(prev_logits).all():  # frame never tracked: clicks alone
+            prev_logits = None
         prompt = ConditioningPrompt(frame_idx, hidden=previous.hidden if previous else None, point_coords=coords,
                                     point_labels=new_labels, prev_logits=prev_logits)
         prompts = [p for p in entry.prompts if p.frame_idx != frame_idx] + [prompt]

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from tests.conftest import GOLDEN_CHECKPOINT, PARITY_DIR
 from unipixel_model import loading, parity
 from unipixel_model.errors import CheckpointError
-from unipixel_model.presets import build_tiny_checkpoint, preset_config
+from unipixel_model.presets import preset_config
 
 GAUSSIANS = ("sam2.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
              "ref_encoder.pe_layer.positional_encoding_gaussian_matrix",

@@ -112,6 +112,11 @@ def test_session_bad_inputs_raise_clear_errors(golden_model, golden_tokenizer, t
         session.refer({1: MaskPrompt(np.zeros((120, 160), bool), 1)})
     with pytest.raises(UniPixelInputError, match=r"unknown object id \[7\]"):
         session.refine(7, 0, [(1, 1)], [1])
+    session.refer({1: PointPrompt(50, 50, 1)}, ask=False)
+    with pytest.raises(UniPixelInputError, match=r"labels must be 1 \(positive\) or 0 \(negative\), got \[2\]"):
+        session.refine(1, 0, [(1, 1)], [2])
+    with pytest.raises(UniPixelInputError, match="one label per point, got 2 points and 1 labels"):
+        session.refine(1, 0, [(1, 1), (2, 2)], [1])
     with pytest.raises(UniPixelInputError, match=r"unknown object id \[7\]"):
         session.ask("What is [7]?")
     broken = tmp_path / "broken.mp4"
@@ -124,3 +129,5 @@ def test_llm_frame_indices_keep_prompt_frames():
     picked = llm_frame_indices(100, [37, 38])
     assert len(picked) == 16 and {37, 38} <= set(picked)
     assert llm_frame_indices(5, [3]) == (0, 1, 2, 3, 4)
+    with pytest.raises(UniPixelInputError, match="17 distinct prompt frames; the LLM sees at most 16"):
+        llm_frame_indices(100, list(range(17)))
