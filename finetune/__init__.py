@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation: LS exports to samples, the LoRA recipe, metrics and mask exports."""
