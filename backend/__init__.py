@@ -1,0 +1,1 @@
+"""Label Studio ML backend serving UniPixel: protocol routes, dispatch, converters and media helpers."""
