@@ -17,7 +17,9 @@ with the click or box as well and propagates both ways.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +52,14 @@ class SessionObject:
 
 
 @dataclass
+class _PendingTrack:
+    """A propagation cut short by the tracking budget: the generator fills ``track`` in place."""
+
+    track: MaskTrack
+    steps: Iterator
+
+
+@dataclass
 class LLMTurn:
     """Text in, text out, and the pre-norm states that feed SAM 2 (one per ``<|seg|>``)."""
 
@@ -68,6 +78,10 @@ class InferenceSession:
     vision_cache: VisionCache = field(default_factory=VisionCache)
     objects: dict[int, SessionObject] = field(default_factory=dict)
     max_new_tokens: int = 256
+    # Seconds one call may spend propagating an object; the rest waits for continue_tracking().
+    # None tracks every frame before returning.
+    track_budget_s: float | None = None
+    pending: dict[int, _PendingTrack] = field(default_factory=dict)
 
     @classmethod
     def open(cls, model: UniPixelModel, tokenizer, media, *, feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
@@ -180,6 +194,25 @@ class InferenceSession:
         """Remove an object from the memory bank."""
         self._object(obj_id)
         del self.objects[obj_id]
+        self.pending.pop(obj_id, None)
+
+    @torch.no_grad()
+    def continue_tracking(self, obj_id: int, max_frames: int | None = None) -> bool:
+        """Propagate a track cut short by ``track_budget_s`` by up to ``max_frames`` more frames
+        (all when None), filling its :class:`MaskTrack` in place. Returns True when it is complete."""
+        job = self.pending.get(obj_id)
+        if job is None:
+            return True
+        for done, pred in enumerate(job.steps, start=1):
+            _store(job.track, pred)
+            if max_frames is not None and done >= max_frames:
+                return False
+        del self.pending[obj_id]
+        return True
+
+    def incomplete(self) -> list[int]:
+        """Objects whose propagation still has frames to go."""
+        return sorted(self.pending)
 
     # ---- internals -----------------------------------------------------------------------
     def _prefill_memory(self, ids: list[int], prompts: Mapping[int, VisualPrompt], question: str | None,
@@ -224,12 +257,18 @@ class InferenceSession:
         prompts = [_prompt_to(p, device) for p in prompts]
         total = self.frames.num_frames
         side = sam2.image_size // 4
-        logits = torch.full((total, side, side), float("-inf"))
         scores, ious = torch.full((total,), float("nan")), torch.full((total,), float("nan"))
-        for pred in track_object(sam2, self.features, total, prompts, directions):
-            logits[pred.frame_idx] = pred.low_res_logits.float().cpu()
-            scores[pred.frame_idx], ious[pred.frame_idx] = pred.object_score, float(pred.ious.max())
-        return MaskTrack(obj_id, self.frames.size_hw, logits, scores, ious, sorted(p.frame_idx for p in prompts))
+        track = MaskTrack(obj_id, self.frames.size_hw, _logit_store(total, side), scores, ious,
+                          sorted(p.frame_idx for p in prompts))
+        self.pending.pop(obj_id, None)  # a new track supersedes an unfinished one
+        steps = track_object(sam2, self.features, total, prompts, directions)
+        deadline = None if self.track_budget_s is None else time.monotonic() + self.track_budget_s
+        for pred in steps:
+            _store(track, pred)
+            if deadline is not None and not pred.is_conditioning and time.monotonic() > deadline:
+                self.pending[obj_id] = _PendingTrack(track, steps)
+                break
+        return track
 
     def _llm(self, question: str, indices: tuple[int, ...], refs: list[RefPrompt],
              refer_mask: torch.Tensor | None, forced_answer: str | None) -> LLMTurn:
@@ -311,6 +350,26 @@ class InferenceSession:
                 raise UniPixelInputError(f"mask of object [{obj_id}] on frame {prompt.frame_idx} is empty")
         else:
             raise UniPixelInputError(f"unsupported prompt type {type(prompt).__name__} for object [{obj_id}]")
+
+
+def _store(track: MaskTrack, pred) -> None:
+    track.low_res_logits[pred.frame_idx] = pred.low_res_logits.float().cpu()
+    track.object_scores[pred.frame_idx], track.ious[pred.frame_idx] = pred.object_score, float(pred.ious.max())
+
+
+# Above this many bytes, a track's logits live in a temporary file (memory flat in video length).
+_IN_MEMORY_LOGITS_BYTES = 32 << 20
+
+
+def _logit_store(total: int, side: int) -> torch.Tensor:
+    """float32 [total, side, side] filled with -inf (untracked); disk-backed for long videos."""
+    if total * side * side * 4 <= _IN_MEMORY_LOGITS_BYTES:
+        return torch.full((total, side, side), float("-inf"))
+    tmp = tempfile.TemporaryFile(prefix="unipixel-logits-")
+    tmp.truncate(total * side * side * 4)
+    store = np.memmap(tmp, dtype=np.float32, mode="r+", shape=(total, side, side))
+    store[:] = -np.inf
+    return torch.from_numpy(store)  # the mapping outlives the (already unlinked) file
 
 
 def _prompt_to(prompt: ConditioningPrompt, device: torch.device) -> ConditioningPrompt:
