@@ -1,0 +1,127 @@
+"""The process-wide model: loaded lazily and once, GPU work serialised, versions hot-swapped.
+
+Label Studio's protocol builds a new backend object per request (the ``LabelStudioMLBase``
+contract), so the weights live here, in one :class:`Engine` per process. Requests take an
+admission slot (at most ``max_queued_requests`` wait; more get 503 + ``Retry-After``) and then
+the GPU lock. Background propagation takes the GPU lock one chunk of frames at a time, so an
+annotator's click is never stuck behind a long video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from backend.errors import Busy
+from backend.sessions import SessionRegistry
+from backend.settings import Settings
+from backend.versions import VersionStore
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    """Holds the model, tokenizer, sessions and the background worker of one process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sessions = SessionRegistry(settings.max_sessions, settings.session_ttl_s)
+        self.versions = VersionStore(Path(settings.model_dir))
+        self.gpu = threading.Lock()
+        self._admission = threading.BoundedSemaphore(settings.max_queued_requests + 1)
+        self._load_lock = threading.Lock()
+        self._model = None
+        self._tokenizer = None
+        self._switcher = None
+        self._active_version: str | None = None
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unipixel-propagate")
+        self.background_jobs: list[Future] = []
+
+    # ---- model -----------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def model_name(self) -> str:
+        name = self.settings.model.rstrip("/").split("/")[-1]
+        return name or "unipixel"
+
+    def model_version(self) -> str:
+        """``<model>@<version>``: the published fine-tune ``MODEL_DIR/latest`` points at, or ``base``.
+        Cheap (one small file read): ``/setup`` calls it without loading the model."""
+        return f"{self.model_name()}@{self.versions.latest() or 'base'}"
+
+    def model(self):
+        """(model, tokenizer), loading them on first use and activating the latest published adapter.
+        Call with ``self.gpu`` held."""
+        with self._load_lock:
+            if self._model is None:
+                self._load()
+            wanted = self.versions.latest()
+            if wanted != self._active_version:
+                self._activate(wanted)
+        return self._model, self._tokenizer
+
+    def share_model(self, other: "Engine") -> None:
+        """Serve ``other``'s already loaded weights (one model, several configurations: tests, benchmarks)."""
+        self._model, self._tokenizer = other.model()
+        self._switcher, self._active_version = other._switcher, other._active_version
+
+    def _load(self) -> None:
+        import torch
+
+        from unipixel_model.loading import from_pretrained, resolve_checkpoint
+        from unipixel_model.tokenization import load_tokenizer
+
+        device = self.settings.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        logger.info("loading %s on %s", self.settings.model, device)
+        path = resolve_checkpoint(self.settings.model)
+        self._model = from_pretrained(path, device=device)
+        self._tokenizer = load_tokenizer(path)
+
+    def _activate(self, version: str | None) -> None:
+        from unipixel_model.adapters import AdapterSwitcher
+
+        if self._switcher is None:
+            self._switcher = AdapterSwitcher(self._model)
+        adapter_dir = self.versions.adapter_dir(version) if version else None
+        try:
+            self._switcher.activate(adapter_dir)
+        except Exception:  # a broken version must not take serving down: keep the previous one
+            logger.exception("cannot activate model version %s; serving %s", version, self._active_version or "base")
+            self.versions.mark_broken(version)
+            return
+        logger.info("serving model version %s", version or "base")
+        self._active_version = version
+        self.sessions.clear()  # features and memory came from the previous weights
+
+    # ---- concurrency ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def admitted(self):
+        """Hold an admission slot for one request, or raise :class:`Busy` (503 + Retry-After)."""
+        if not self._admission.acquire(blocking=False):
+            raise Busy(f"{self.settings.max_queued_requests} requests are already waiting for the model; "
+                       "retry shortly", retry_after_s=5)
+        try:
+            yield
+        finally:
+            self._admission.release()
+
+    def submit(self, fn, *args) -> Future:
+        """Run ``fn(*args)`` on the background thread (propagation of long videos)."""
+        future = self._background.submit(_logged, fn, *args)
+        self.background_jobs = [f for f in self.background_jobs if not f.done()] + [future]
+        return future
+
+
+def _logged(fn, *args):
+    try:
+        return fn(*args)
+    except Exception:
+        logger.exception("background job %s failed", getattr(fn, "__name__", fn))
+        raise

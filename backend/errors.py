@@ -1,0 +1,59 @@
+"""Errors the backend turns into HTTP 4xx answers with a JSON message that says what to fix."""
+
+from __future__ import annotations
+
+
+class BackendError(Exception):
+    """Base class: ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+
+
+class BadRequest(BackendError):
+    """The request body is malformed (missing keys, wrong types)."""
+
+    status = 400
+
+
+class Unauthorized(BackendError):
+    status = 401
+
+
+class UnsupportedLabelConfig(BackendError):
+    """The project's labeling config has no tags this backend can fill."""
+
+    status = 422
+
+
+class PromptError(BackendError):
+    """A region in the interactive context cannot be turned into a prompt."""
+
+    status = 422
+
+
+class MediaError(BackendError):
+    """The task's media cannot be fetched, is not allowed, is too large, or does not decode."""
+
+    status = 422
+
+
+class MediaUnavailable(MediaError):
+    """The media server could not be reached or refused the download."""
+
+    status = 424
+
+
+class Busy(BackendError):
+    """Too many requests are waiting for the model."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QueueUnavailable(BackendError):
+    """Redis (the training queue) cannot be reached."""
+
+    status = 503

@@ -1,0 +1,93 @@
+"""Talking back to Label Studio: auth headers (PAT or legacy token), downloads, predictions.
+
+Label Studio 1.23 issues Personal Access Tokens (JWT *refresh* tokens): they are exchanged at
+``POST /api/token/refresh`` for a short-lived access token sent as ``Bearer``. Legacy tokens
+(40 hex characters) go as ``Token``. We tell them apart by shape, as label-studio-sdk does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+
+import requests
+
+from backend.errors import MediaUnavailable
+
+logger = logging.getLogger(__name__)
+TIMEOUT_S = (5, 60)  # (connect, read)
+
+
+def is_jwt(token: str) -> bool:
+    """Personal access tokens are JWTs: three base64 segments separated by dots."""
+    return token.count(".") == 2 and token.startswith("eyJ")
+
+
+def _jwt_expiry(token: str) -> float:
+    try:
+        payload = token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(data.get("exp", 0))
+    except (ValueError, IndexError):
+        return 0.0
+
+
+class LabelStudioClient:
+    """Authenticated HTTP access to one Label Studio instance.
+
+    Args:
+        url: ``LABEL_STUDIO_URL`` (scheme + host + port, no trailing slash).
+        api_key: a personal access token or a legacy token.
+    """
+
+    def __init__(self, url: str, api_key: str, session: requests.Session | None = None) -> None:
+        self.url, self.api_key = url.rstrip("/"), api_key
+        self.http = session or requests.Session()
+        self._access: str | None = None
+        self._access_exp = 0.0
+        self._lock = threading.Lock()
+
+    def headers(self) -> dict[str, str]:
+        """The ``Authorization`` header (refreshing a PAT's access token when it is about to expire)."""
+        if not self.api_key:
+            return {}
+        if not is_jwt(self.api_key):
+            return {"Authorization": f"Token {self.api_key}"}
+        with self._lock:
+            if self._access is None or time.time() > self._access_exp - 30:
+                self._refresh()
+            return {"Authorization": f"Bearer {self._access}"}
+
+    def _refresh(self) -> None:
+        try:
+            reply = self.http.post(f"{self.url}/api/token/refresh", json={"refresh": self.api_key}, timeout=TIMEOUT_S)
+        except requests.RequestException as err:
+            raise MediaUnavailable(f"cannot reach Label Studio at {self.url} to refresh the access token: {err}; "
+                                   "check LABEL_STUDIO_URL") from None
+        if reply.status_code != 200:
+            raise MediaUnavailable(f"Label Studio refused the personal access token ({reply.status_code}); "
+                                   "create a new one in Account & Settings and set LABEL_STUDIO_API_KEY")
+        self._access = reply.json()["access"]
+        self._access_exp = _jwt_expiry(self._access) or time.time() + 240
+
+    def get(self, path_or_url: str, **kwargs) -> requests.Response:
+        """GET a Label Studio path (``/data/upload/...``) or absolute URL on this host, with auth."""
+        url = path_or_url if path_or_url.startswith("http") else self.url + path_or_url
+        return self.http.get(url, headers=self.headers(), timeout=TIMEOUT_S, **kwargs)
+
+    def presign_url(self, cloud_uri: str, task_id: int) -> str:
+        """Where LS serves a cloud-storage object (``s3://``, ``gs://``, ``azure-blob://``) of a task."""
+        encoded = base64.urlsafe_b64encode(cloud_uri.encode()).decode()
+        return f"{self.url}/tasks/{task_id}/presign/?fileuri={encoded}"
+
+    def post_prediction(self, task_id: int, prediction: dict) -> int:
+        """Store ``prediction`` ({result, score, model_version}) on a task; returns the prediction id."""
+        body = {"task": task_id, **prediction}
+        reply = self.http.post(f"{self.url}/api/predictions/", json=body, headers=self.headers(), timeout=TIMEOUT_S)
+        if reply.status_code >= 300:
+            raise MediaUnavailable(f"Label Studio refused the prediction for task {task_id}: "
+                                   f"{reply.status_code} {reply.text[:300]}")
+        return int(reply.json().get("id", 0))

@@ -1,0 +1,147 @@
+"""``UniPixelBackend``: the ``LabelStudioMLBase`` contract (``setup``, ``predict``, ``fit``) over the engine.
+
+Built per request, as Label Studio's ML server does; the weights live in :class:`backend.engine.Engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from backend.annotate import run_prompts
+from backend.converters.prompts import ContextPrompts, context_to_prompts
+from backend.converters.results import prediction
+from backend.engine import Engine
+from backend.errors import BackendError, BadRequest
+from backend.label_config import LabelSpec, parse_label_config
+from backend.ls_client import LabelStudioClient
+from backend.media import MediaFetcher
+from backend.render import render_objects
+from backend.sessions import TaskSession
+from backend.task_media import media_key, media_value, open_task_session, task_id_of
+
+logger = logging.getLogger(__name__)
+BACKGROUND_CHUNK = 16  # frames propagated per GPU-lock hold in the background
+
+
+class UniPixelBackend:
+    """One request's view of the model.
+
+    Args:
+        engine: the process's engine (model, sessions, locks).
+        project_id: Label Studio project id (from ``"7.1700000000"`` uids, the integer part).
+        label_config: the project's labeling config XML.
+    """
+
+    def __init__(self, engine: Engine, project_id: int | None = None, label_config: str | None = None) -> None:
+        self.engine, self.settings = engine, engine.settings
+        self.project_id, self.label_config = project_id, label_config
+        self.model_version = ""
+        client = None
+        if self.settings.label_studio_url:
+            client = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
+        self.client = client
+        self.fetcher = MediaFetcher(self.settings, client)
+        self.setup()
+
+    def setup(self) -> None:
+        """Cheap (LS gives ``/setup`` 3 s): the version name only; weights load on first predict."""
+        self.model_version = self.engine.model_version()
+
+    # ---- predict ---------------------------------------------------------------------------
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
+        """One prediction per task, in order. With ``context`` (interactive), exactly one task."""
+        if not isinstance(tasks, list) or not tasks:
+            raise BadRequest("'tasks' must be a non-empty list of Label Studio tasks")
+        spec = parse_label_config(self.label_config)
+        if context:
+            if len(tasks) != 1:
+                raise BadRequest(f"an interactive call carries one task, got {len(tasks)}")
+            return [self._interactive(tasks[0], context, spec)]
+        return self._batch(tasks, spec)
+
+    def _interactive(self, task: dict, context: dict, spec: LabelSpec) -> dict:
+        with self.engine.admitted(), self.engine.gpu:
+            ts = self._task_session(task, spec)
+            with ts.lock:
+                prompts = context_to_prompts(context, ts.shape)
+                if not prompts.objects and not prompts.text:
+                    return prediction([], self.model_version)
+                result = self._run(ts, spec, prompts, self.settings.interactive_budget_s)
+            if ts.session.incomplete():
+                self.engine.submit(self._finish, ts, spec, [o.obj_id for o in result[1]], self.model_version)
+        return result[0]
+
+    def _batch(self, tasks: list[dict], spec: LabelSpec) -> list[dict]:
+        """Text queries from the task data (``UNIPIXEL_TEXT_FIELD``); tasks past the budget finish
+        in the background and are posted to Label Studio as predictions."""
+        deadline = time.monotonic() + self.settings.batch_budget_s
+        out, errors = [], []
+        for task in tasks:
+            task_id_of(task)
+            text = task["data"].get(self.settings.text_field)
+            if not isinstance(text, str) or not text.strip():
+                out.append(prediction([], self.model_version))
+            elif time.monotonic() > deadline and self.client is not None:
+                self.engine.submit(self._predict_and_post, task, spec, text, self.model_version)
+                out.append(prediction([], self.model_version))
+            else:
+                try:
+                    out.append(self._text_prediction(task, spec, text))
+                except BackendError as err:  # one bad task must not lose the others' predictions
+                    logger.warning("task %s: %s", task.get("id"), err)
+                    errors.append(err)
+                    out.append(prediction([], self.model_version))
+        if errors and len(errors) == sum(1 for r in out if not r["result"]) == len(tasks):
+            raise errors[0]
+        return out
+
+    def _text_prediction(self, task: dict, spec: LabelSpec, text: str) -> dict:
+        with self.engine.admitted(), self.engine.gpu:
+            ts = self._task_session(task, spec)
+            with ts.lock:
+                pred, objects = self._run(ts, spec, ContextPrompts(text=text.strip()), None)
+        return pred
+
+    def _run(self, ts: TaskSession, spec: LabelSpec, prompts: ContextPrompts, budget_s: float | None):
+        ts.session.track_budget_s = budget_s
+        describe = self.settings.describe_objects and spec.description is not None
+        annotated, _ = run_prompts(ts, prompts, spec.default_label, describe)
+        objects = [a.tracked for a in annotated]
+        return prediction(render_objects(ts, spec, objects), self.model_version), objects
+
+    def _task_session(self, task: dict, spec: LabelSpec) -> TaskSession:
+        model, tokenizer = self.engine.model()
+        self.model_version = self.engine.model_version()
+        return self.engine.sessions.get(task_id_of(task), media_key(media_value(task, spec)),
+                                        lambda: open_task_session(self.settings, self.fetcher, model, tokenizer,
+                                                                  task, spec))
+
+    # ---- background ------------------------------------------------------------------------
+    def _finish(self, ts: TaskSession, spec: LabelSpec, obj_ids: list[int], version: str) -> dict | None:
+        """Propagate what the interactive budget cut short, then post the full track to LS."""
+        while True:
+            with self.engine.gpu, ts.lock:
+                if self.engine.model_version() != version:
+                    return None  # a new model version: its predictions will be asked for anew
+                pending = ts.session.incomplete()
+                if not pending:
+                    objects = [o for o in ts.objects.values() if o.obj_id in obj_ids and o.obj_id in ts.session.objects]
+                    final = prediction(render_objects(ts, spec, objects), version)
+                    break
+                ts.session.continue_tracking(pending[0], BACKGROUND_CHUNK)
+        if self.client is not None and final["result"]:
+            self.client.post_prediction(ts.task_id, final)
+        return final
+
+    def _predict_and_post(self, task: dict, spec: LabelSpec, text: str, version: str) -> None:
+        pred = self._text_prediction(task, spec, text)
+        if pred["result"] and self.client is not None:
+            self.client.post_prediction(task_id_of(task), pred)
+
+    # ---- fit -------------------------------------------------------------------------------
+    def fit(self, event: str, data: dict, **kwargs) -> dict:
+        """Queue training work for an annotation event or START_TRAINING (never trains here)."""
+        from backend.training import handle_event
+
+        return handle_event(self.settings, event, data)

@@ -1,0 +1,72 @@
+"""A task's media -> an opened :class:`TaskSession` (fetch, limits, decode once)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+from backend.converters.prompts import MediaShape
+from backend.errors import BadRequest, MediaError
+from backend.label_config import LabelSpec
+from backend.media import MediaFetcher
+from backend.sessions import TaskSession
+from backend.settings import Settings
+from unipixel_model.errors import MediaDecodeError
+from unipixel_model.session import InferenceSession
+
+
+def task_id_of(task: dict) -> int:
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        raise BadRequest("each task must be an object with a 'data' object")
+    try:
+        return int(task.get("id"))
+    except (TypeError, ValueError):
+        raise BadRequest(f"task has no integer 'id' (got {task.get('id')!r})") from None
+
+
+def media_value(task: dict, spec: LabelSpec):
+    """The task data the config's object tag points at (a URL, or a list of URLs for frames)."""
+    value = task["data"].get(spec.obj.value_key)
+    if value is None:
+        raise BadRequest(f"task {task.get('id')} has no data key {spec.obj.value_key!r} "
+                         f"(the config's <{spec.obj.tag} name=\"{spec.obj.name}\"> reads ${spec.obj.value_key})")
+    if spec.mode == "frames" and not isinstance(value, list):
+        raise BadRequest(f"task {task.get('id')}: ${spec.obj.value_key} must be a list of image URLs for valueList")
+    return value
+
+
+def media_key(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def open_task_session(settings: Settings, fetcher: MediaFetcher, model, tokenizer, task: dict,
+                      spec: LabelSpec) -> TaskSession:
+    """Fetch and decode the task's media once, check the limits, start a session."""
+    task_id, value = task_id_of(task), media_value(task, spec)
+    if spec.mode == "frames":
+        source = _frame_dir(fetcher.fetch_many(value, task_id))
+    else:
+        source = fetcher.fetch(value, task_id)
+    try:
+        session = InferenceSession.open(model, tokenizer, source, feature_cache_bytes=settings.feature_cache_bytes,
+                                        max_frames=settings.max_frames)
+    except MediaDecodeError as err:
+        raise MediaError(f"task {task_id}: {err}") from None
+    height, width = session.frames.size_hw
+    if height * width > settings.max_pixels:
+        raise MediaError(f"task {task_id}: frames are {width}x{height} = {height * width} pixels; the limit is "
+                         f"{settings.max_pixels} (UNIPIXEL_MAX_PIXELS)")
+    fps = session.frames.fps if spec.mode == "video" else 0.0
+    ls_fps = spec.framerate(task["data"]) if spec.mode == "video" else None
+    shape = MediaShape(session.frames.num_frames, height, width, fps, ls_fps)
+    return TaskSession(task_id, media_key(value), session, shape)
+
+
+def _frame_dir(paths: list[Path]) -> Path:
+    """A folder of numbered links to the frame files, in task order (what load_frames reads)."""
+    folder = Path(tempfile.mkdtemp(prefix="unipixel-task-frames-"))
+    for n, path in enumerate(paths, start=1):
+        (folder / f"{n:06d}{path.suffix.lower() or '.jpg'}").symlink_to(path.resolve())
+    return folder

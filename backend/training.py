@@ -1,0 +1,69 @@
+"""Webhook events -> the training queue (never trains in the serving process).
+
+Each annotation event is first appended to a local record (``UNIPIXEL_DATA_DIR``), then counted
+in Redis; a fine-tune job is queued per the policy. Redis being down costs no label: the event is
+on disk and the next run gathers every annotation from Label Studio anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from backend.errors import BadRequest, QueueUnavailable
+from backend.settings import Settings
+
+REDIS_TIMEOUT_S = 0.4  # LS gives webhooks 1 s
+
+
+def project_id_of(data: dict) -> int:
+    """The project id of a webhook payload (``project`` is the full project object)."""
+    project = data.get("project") if isinstance(data, dict) else None
+    raw = project.get("id") if isinstance(project, dict) else project
+    if raw is None and isinstance(data, dict) and isinstance(data.get("annotation"), dict):
+        raw = data["annotation"].get("project")
+    try:
+        return int(str(raw).split(".")[0])
+    except (TypeError, ValueError):
+        raise BadRequest("webhook payload has no project id (expected {\"project\": {\"id\": ...}})") from None
+
+
+def record_event(settings: Settings, event: str, data: dict, project_id: int) -> None:
+    """Append the event's annotation to ``<data_dir>/projects/<id>/webhook_events.jsonl``."""
+    if event == "START_TRAINING":
+        return
+    folder = Path(settings.data_dir) / "projects" / str(project_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    entry = {"action": event, "received_at": time.time(), "annotation": data.get("annotation"),
+             "annotations": data.get("annotations"), "task": data.get("task")}
+    with open(folder / "webhook_events.jsonl", "a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def handle_event(settings: Settings, event: str, data: dict) -> dict:
+    """Record the event and apply the training policy; returns the webhook's JSON answer.
+
+    Raises:
+        BadRequest: no project id in the payload.
+        QueueUnavailable: Redis cannot be reached (the event is still recorded locally).
+    """
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from finetune.queue import QueuePolicy, TrainingQueue
+
+    project_id = project_id_of(data)
+    record_event(settings, event, data, project_id)
+    policy = QueuePolicy(settings.train_every_n, settings.train_every_minutes, settings.train_job_timeout_s,
+                         settings.train_recipe)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+    try:
+        outcome = TrainingQueue(redis, settings.train_queue, policy).on_event(event, project_id)
+    except RedisError as err:
+        raise QueueUnavailable(f"the training queue (Redis at {settings.redis_url}) is unreachable: "
+                               f"{err.__class__.__name__}. The event was recorded locally; start Redis and the "
+                               "next training run will gather every annotation from Label Studio") from None
+    finally:
+        redis.close()
+    return {"project": project_id, "action": event, **outcome}

@@ -1,0 +1,71 @@
+"""Published model versions under ``MODEL_DIR`` (written by ``finetune.publish``).
+
+Layout::
+
+    MODEL_DIR/<version>/adapter/      peft LoRA + trained heads (what AdapterSwitcher loads)
+    MODEL_DIR/<version>/version.json  {"version", "created", "project", "metrics", "base_model", ...}
+    MODEL_DIR/<version>/loss.png
+    MODEL_DIR/latest                  the served version's name (replaced atomically)
+
+A version directory appears by ``rename`` of a finished temporary directory, so a reader never
+sees half a version; ``latest`` moves only afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+LATEST = "latest"
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
+
+
+class VersionStore:
+    """Read (and, for the publisher, point ``latest`` at) versions in ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._broken: set[str] = set()
+
+    def latest(self) -> str | None:
+        """The version ``latest`` names, if it exists and is not marked broken."""
+        try:
+            name = (self.root / LATEST).read_text().strip()
+        except OSError:
+            return None
+        if not VERSION_RE.match(name) or name in self._broken or not (self.root / name / "version.json").is_file():
+            return None
+        return name
+
+    def adapter_dir(self, version: str) -> Path:
+        return self.root / version / "adapter"
+
+    def info(self, version: str) -> dict:
+        try:
+            return json.loads((self.root / version / "version.json").read_text())
+        except (OSError, ValueError):
+            return {"version": version}
+
+    def list(self) -> list[dict]:
+        """Every complete version (oldest first) with its metadata and metrics."""
+        if not self.root.is_dir():
+            return []
+        found = [self.info(p.name) for p in self.root.iterdir()
+                 if p.is_dir() and VERSION_RE.match(p.name) and (p / "version.json").is_file()]
+        return sorted(found, key=lambda info: (str(info.get("created", "")), str(info.get("version", ""))))
+
+    def set_latest(self, version: str) -> None:
+        """Point ``latest`` at ``version`` atomically (write a temporary file, then rename)."""
+        if not (self.root / version / "version.json").is_file():
+            raise FileNotFoundError(f"{self.root / version} is not a complete version (no version.json)")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".latest-")
+        with os.fdopen(fd, "w") as out:
+            out.write(version + "\n")
+        os.replace(tmp, self.root / LATEST)
+
+    def mark_broken(self, version: str | None) -> None:
+        if version:
+            self._broken.add(version)

@@ -1,0 +1,155 @@
+"""Protocol routes, auth, errors, queueing and long-video budgets through the Flask client."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import config
+from tests.integration.test_backend_predict import _click, _only, _predict
+
+
+def test_health_is_instant_and_does_not_load_the_model(backend_settings):
+    from backend.api import create_app
+
+    client = create_app(backend_settings).test_client()
+    started = time.monotonic()
+    reply = client.get("/health")
+    assert reply.status_code == 200 and reply.json["status"] == "UP"
+    assert reply.json["model_loaded"] is False and time.monotonic() - started < 1.0
+    setup = client.post("/setup", json={"project": "1.1", "schema": config("video_tracking"), "hostname": "x",
+                                        "access_token": "t", "extra_params": {"a": 1}})
+    assert setup.status_code == 200 and setup.json["model_version"].endswith("@base")
+    assert client.get("/versions").json["versions"] == []
+    assert client.application.config["engine"].loaded is False
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (None, 400, "JSON object"),
+    ({"tasks": [{"id": 1, "data": {}}], "label_config": "<View/>"}, 422, "unsupported labeling config"),
+    ({"tasks": "nope", "label_config": "<View/>"}, 400, "non-empty list"),
+    ({"tasks": [], "label_config": "x"}, 400, "non-empty list"),
+    ({"tasks": [{"id": 1, "data": {}}], "label_config": "<View><Image name='i' value='$image'/>"}, 422, "not valid XML"),
+    ({"tasks": [{"id": 1, "data": {"image": "x"}}], "label_config": "<View><Text name='t' value='$t'/>"
+      "<Choices name='c' toName='t'><Choice value='a'/></Choices></View>"}, 422, "Image + BrushLabels"),
+    ({"tasks": [{"id": 1}], "label_config": None}, 400, "non-empty list"),
+])
+def test_predict_malformed_bodies_get_clear_4xx(make_client, body, status, words):
+    client = make_client()
+    if body is not None and body.get("label_config") is None:
+        body = {"tasks": [], "label_config": config("image_segmentation")}
+    reply = client.post("/predict", json=body) if body is not None else client.post("/predict", data="{oops")
+    assert reply.status_code == status, reply.json
+    assert words in reply.json["error"] and "Traceback" not in reply.get_data(as_text=True)
+
+
+def test_predict_task_without_media_key_names_it(make_client):
+    reply = _predict(make_client(), "image_segmentation", {"id": 1, "data": {"img": "x.png"}},
+                     {"result": [_click(10, 10)]})
+    assert reply.status_code == 400 and "'image'" in reply.json["error"]
+
+
+@pytest.mark.parametrize("url, status, words", [
+    ("http://example.invalid/a.png", 422, "UNIPIXEL_ALLOWED_HOSTS"),
+    ("/etc/passwd", 422, "UNIPIXEL_LOCAL_ROOTS"),
+    ("/data/upload/1/a.png", 422, "LABEL_STUDIO_URL"),
+    ("ftp://host/a.png", 422, "unsupported URL scheme"),
+])
+def test_predict_disallowed_media_is_refused(make_client, url, status, words):
+    reply = _predict(make_client(), "image_segmentation", {"id": 1, "data": {"image": url}},
+                     {"result": [_click(10, 10)]})
+    assert reply.status_code == status and words in reply.json["error"]
+
+
+def test_predict_unreachable_label_studio_is_424(make_client):
+    client = make_client(label_studio_url="http://127.0.0.1:9", label_studio_api_key="0" * 40)
+    reply = _predict(client, "image_segmentation", {"id": 1, "data": {"image": "/data/upload/1/a.png"}},
+                     {"result": [_click(10, 10)]})
+    assert reply.status_code == 424 and "cannot download" in reply.json["error"]
+
+
+def test_predict_undecodable_media_is_422(make_client, media_root):
+    bad = media_root / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    reply = _predict(make_client(), "video_tracking", {"id": 12, "data": {"video": str(bad)}},
+                     {"result": [{"type": "textarea", "from_name": "prompt", "to_name": "video",
+                                  "value": {"text": ["x"]}}]})
+    assert reply.status_code == 422 and "broken.mp4" in reply.json["error"]
+
+
+def test_predict_media_too_large_is_422(make_client, media_root):
+    reply = _predict(make_client(max_media_bytes=100), "image_segmentation",
+                     {"id": 1, "data": {"image": str(media_root / "square.png")}}, {"result": [_click(10, 10)]})
+    assert reply.status_code == 422 and "UNIPIXEL_MAX_MEDIA_MB" in reply.json["error"]
+
+
+def test_basic_auth_guards_everything_but_health(make_client, media_root):
+    client = make_client(basic_auth_user="ls", basic_auth_pass="pw", webhook_secret="s3cret")
+    assert client.get("/health").status_code == 200
+    denied = client.post("/setup", json={"project": "1.1", "schema": config("image_segmentation")})
+    assert denied.status_code == 401 and "WWW-Authenticate" in denied.headers
+    token = base64.b64encode(b"ls:pw").decode()
+    ok = client.post("/setup", json={"project": "1.1"}, headers={"Authorization": f"Basic {token}"})
+    assert ok.status_code == 200
+    assert client.get("/versions").status_code == 401
+    hook = {"action": "PROJECT_UPDATED", "project": {"id": 1}}
+    assert client.post("/webhook", json=hook).status_code == 401
+    assert client.post("/webhook", json=hook, headers={"X-UniPixel-Secret": "s3cret"}).status_code == 200
+
+
+def test_full_request_queue_answers_503_with_retry_after(make_client, media_root):
+    client = make_client(max_queued_requests=1)
+    engine = client.engine
+    engine.gpu.acquire()  # the model is busy with a long call
+    try:
+        waiting = [threading.Thread(target=_predict, args=(client, "image_segmentation",
+                                                          {"id": 20 + n, "data": {"image": str(media_root / "square.png")}},
+                                                          {"result": [_click(40, 45)]})) for n in range(2)]
+        for thread in waiting:
+            thread.start()
+        time.sleep(0.5)  # both admitted: one slot for the running call's successor, one waiting
+        reply = _predict(client, "image_segmentation", {"id": 30, "data": {"image": str(media_root / "square.png")}},
+                         {"result": [_click(40, 45)]})
+        assert reply.status_code == 503 and int(reply.headers["Retry-After"]) > 0
+        assert "retry" in reply.json["error"]
+    finally:
+        engine.gpu.release()
+    for thread in waiting:
+        thread.join(timeout=60)
+
+
+def test_long_video_answers_within_budget_and_finishes_in_background(make_client, media_root):
+    from tests.integration.backend_media import write_video
+
+    video = write_video(media_root / "long.mp4", count=60, fps=10)
+    client = make_client(interactive_budget_s=0.01, describe_objects=False)
+    cfg = config("video_tracking").replace('framerate="25"', 'framerate="10"')
+    box = {"id": "vr9", "from_name": "box", "to_name": "video", "type": "videorectangle",
+           "value": {"framesCount": 60, "duration": 6, "labels": ["Object"], "sequence": [
+               {"frame": 30, "enabled": True, "x": 20, "y": 20, "width": 40, "height": 45, "time": 2.9}]}}
+    body = {"tasks": [{"id": 40, "data": {"video": str(video)}}], "label_config": cfg,
+            "params": {"context": {"result": [box]}}}
+    first = _only(client.post("/predict", json=body))
+    ts = client.engine.sessions.peek(40)
+    tracked_now = len(ts.session.objects[1].track.frame_idx)
+    assert tracked_now < 60  # cut by the budget: the rest continues in the background
+    for future in list(client.engine.background_jobs):
+        final = future.result(timeout=120)
+    assert final is not None and len(ts.session.objects[1].track.frame_idx) == 60
+    again = _only(client.post("/predict", json=body))  # served from the cached session, complete
+    assert client.engine.sessions.opened == 1
+    assert len(again["result"][0]["value"]["sequence"]) >= len(first["result"][0]["value"]["sequence"]) >= 1
+
+
+def test_media_change_reopens_the_session(make_client, media_root):
+    client = make_client(describe_objects=False)
+    task = {"id": 50, "data": {"image": str(media_root / "square.png")}}
+    _only(_predict(client, "image_segmentation", task, {"result": [_click(40, 45)]}))
+    copy = media_root / "square2.png"
+    copy.write_bytes((media_root / "square.png").read_bytes())
+    _only(_predict(client, "image_segmentation", {"id": 50, "data": {"image": str(copy)}},
+                   {"result": [_click(40, 45)]}))
+    assert client.engine.sessions.opened == 2
