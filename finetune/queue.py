@@ -42,7 +42,7 @@ class QueuePolicy:
             raise ValueError(f"invalid training policy {self}: counts and minutes must be >= 0, timeout > 0")
 
 
-def _key(kind: str, project_id: int) -> str:
+def key(kind: str, project_id: int) -> str:
     return f"unipixel:train:{kind}:{project_id}"
 
 
@@ -59,7 +59,7 @@ class TrainingQueue:
             return self.enqueue(project_id, "START_TRAINING", now=True)
         if action not in ANNOTATION_EVENTS:
             return {"status": "ignored", "action": action}
-        count = int(self.redis.incr(_key("count", project_id)))
+        count = int(self.redis.incr(key("count", project_id)))
         self._arm_schedule(project_id)
         if self.policy.every_n and count >= self.policy.every_n:
             return self.enqueue(project_id, f"{count} new annotations")
@@ -78,19 +78,19 @@ class TrainingQueue:
         job = self.queue.enqueue(JOB_FUNC, spec, job_timeout=self.policy.job_timeout_s, result_ttl=RESULT_TTL_S,
                                  failure_ttl=FAILURE_TTL_S, at_front=now,
                                  description=f"fine-tune project {project_id}: {reason}")
-        self.redis.set(_key("pending", project_id), job.id)
-        self.redis.set(_key("count", project_id), 0)
+        self.redis.set(key("pending", project_id), job.id)
+        self.redis.set(key("count", project_id), 0)
         return {"status": "queued", "job": job.id}
 
     def pending_job(self, project_id: int) -> Job | None:
         """The project's run that has not started yet, if any."""
-        job_id = self.redis.get(_key("pending", project_id))
+        job_id = self.redis.get(key("pending", project_id))
         if not job_id:
             return None
         try:
             job = Job.fetch(job_id.decode(), connection=self.redis, serializer=JSONSerializer)
         except Exception:  # expired or deleted: nothing is pending
-            self.redis.delete(_key("pending", project_id))
+            self.redis.delete(key("pending", project_id))
             return None
         if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
             return job
@@ -100,7 +100,7 @@ class TrainingQueue:
         """With ``every_minutes``, make sure one scheduled check is waiting for this project."""
         if not self.policy.every_minutes:
             return
-        if self.redis.set(_key("scheduled", project_id), 1, nx=True, ex=int(self.policy.every_minutes * 60) + 60):
+        if self.redis.set(key("scheduled", project_id), 1, nx=True, ex=int(self.policy.every_minutes * 60) + 60):
             self.queue.enqueue_in(timedelta(minutes=self.policy.every_minutes), SCHEDULE_FUNC,
                                   {"project_id": project_id, "recipe": self.policy.recipe},
                                   job_timeout=60, result_ttl=RESULT_TTL_S, failure_ttl=FAILURE_TTL_S)
@@ -108,7 +108,7 @@ class TrainingQueue:
 
 def started(redis: Redis, project_id: int) -> None:
     """Called by the job when it starts: later events must queue a new run."""
-    redis.delete(_key("pending", project_id))
+    redis.delete(key("pending", project_id))
 
 
 def policy_dict(policy: QueuePolicy) -> dict:

@@ -1,0 +1,171 @@
+"""Gather a project's corrected labels from Label Studio into a local, append-only record.
+
+Every gathered annotation is appended to ``<data_dir>/projects/<id>/annotations.jsonl`` (a line per
+new ``(annotation id, updated_at)``), and the project's labeling config to ``project.json``. When
+Label Studio is reachable it is the truth (deleted annotations disappear from the run); when it
+is not, the run falls back on the record plus the webhook events the backend appended, so an
+outage loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GatheredAnnotation:
+    """The accepted annotation of one task (pixels come later: this is Label Studio JSON)."""
+
+    task_id: int
+    data: dict
+    annotation_id: int
+    result: list[dict]
+    updated_at: str
+
+    @classmethod
+    def from_task(cls, task: dict, annotation: dict) -> "GatheredAnnotation | None":
+        if annotation.get("was_cancelled") or not annotation.get("result"):
+            return None  # skipped tasks and empty submissions teach nothing
+        return cls(int(task["id"]), dict(task.get("data") or {}), int(annotation.get("id") or 0),
+                   list(annotation["result"]), str(annotation.get("updated_at") or annotation.get("created_at") or ""))
+
+
+@dataclass
+class Gathered:
+    label_config: str
+    annotations: list[GatheredAnnotation]  # the latest accepted annotation per task
+    source: str                            # "label_studio" or "local record"
+
+
+class AnnotationRecord:
+    """The append-only local record of one project."""
+
+    def __init__(self, data_dir: Path, project_id: int) -> None:
+        self.folder = Path(data_dir) / "projects" / str(project_id)
+        self.path = self.folder / "annotations.jsonl"
+        self.events = self.folder / "webhook_events.jsonl"
+        self.project_file = self.folder / "project.json"
+
+    def append(self, items: list[GatheredAnnotation]) -> int:
+        """Append the annotations not recorded yet; returns how many were new."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        seen = {(a.annotation_id, a.updated_at) for a in self._read(self.path)}
+        new = [a for a in items if (a.annotation_id, a.updated_at) not in seen]
+        with open(self.path, "a") as out:
+            for item in new:
+                out.write(json.dumps({**item.__dict__, "gathered_at": time.time()}) + "\n")
+        return len(new)
+
+    def save_config(self, label_config: str) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.project_file.write_text(json.dumps({"label_config": label_config}))
+
+    def latest(self) -> list[GatheredAnnotation]:
+        """Latest annotation per task from the record and the webhook events (offline fallback)."""
+        items = self._read(self.path) + self._webhook_annotations()
+        deleted = self._deleted_ids()
+        by_task: dict[int, GatheredAnnotation] = {}
+        for item in items:
+            if item.annotation_id in deleted:
+                continue
+            known = by_task.get(item.task_id)
+            if known is None or item.updated_at >= known.updated_at:
+                by_task[item.task_id] = item
+        return [by_task[t] for t in sorted(by_task)]
+
+    def label_config(self) -> str | None:
+        try:
+            return json.loads(self.project_file.read_text())["label_config"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    @staticmethod
+    def _read(path: Path) -> list[GatheredAnnotation]:
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                row.pop("gathered_at", None)
+                out.append(GatheredAnnotation(**row))
+            except (ValueError, TypeError):
+                logger.warning("skipping a damaged line of %s", path)  # e.g. cut by a crash mid-write
+        return out
+
+    def _webhook_rows(self) -> list[dict]:
+        if not self.events.is_file():
+            return []
+        rows = []
+        for line in self.events.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+        return rows
+
+    def _webhook_annotations(self) -> list[GatheredAnnotation]:
+        out = []
+        for row in self._webhook_rows():
+            task, annotation = row.get("task"), row.get("annotation")
+            if isinstance(task, dict) and isinstance(annotation, dict) and "id" in task:
+                item = GatheredAnnotation.from_task(task, annotation)
+                if item is not None:
+                    out.append(item)
+        return out
+
+    def _deleted_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for row in self._webhook_rows():
+            if row.get("action") in ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED"):
+                for entry in row.get("annotations") or [row.get("annotation")]:
+                    ids.add(int(entry["id"]) if isinstance(entry, dict) else int(entry))
+        return ids
+
+
+def fetch_project(url: str, api_key: str, project_id: int) -> tuple[str, list[GatheredAnnotation]]:
+    """The project's config and latest accepted annotation per task, through label-studio-sdk
+    (personal access tokens are refreshed by the SDK; legacy tokens work too)."""
+    from label_studio_sdk import LabelStudio
+
+    client = LabelStudio(base_url=url, api_key=api_key, timeout=60)
+    label_config = client.projects.get(id=project_id).label_config
+    latest: dict[int, GatheredAnnotation] = {}
+    for task in client.tasks.list(project=project_id, fields="all", only_annotated=True):
+        task_dict = task.dict() if hasattr(task, "dict") else dict(task)
+        for annotation in task_dict.get("annotations") or []:
+            item = GatheredAnnotation.from_task(task_dict, annotation)
+            known = latest.get(item.task_id) if item else None
+            if item is not None and (known is None or item.updated_at >= known.updated_at):
+                latest[item.task_id] = item
+    return label_config, [latest[t] for t in sorted(latest)]
+
+
+def gather(data_dir: Path, url: str, api_key: str, project_id: int) -> Gathered:
+    """Pull from Label Studio and record; on an outage, use the local record.
+
+    Raises:
+        RuntimeError: Label Studio is unreachable and nothing was ever recorded for the project.
+    """
+    record = AnnotationRecord(data_dir, project_id)
+    try:
+        if not url:
+            raise ConnectionError("LABEL_STUDIO_URL is not set")
+        label_config, annotations = fetch_project(url, api_key, project_id)
+    except Exception as err:  # any client/network failure: fall back on what we kept
+        config = record.label_config()
+        if config is None:
+            raise RuntimeError(f"cannot gather project {project_id}: Label Studio failed ({err}) and there is no "
+                               f"local record in {record.folder}") from None
+        logger.warning("Label Studio unavailable (%s); training on the local record of project %d", err, project_id)
+        return Gathered(config, record.latest(), "local record")
+    record.save_config(label_config)
+    new = record.append(annotations)
+    logger.info("project %d: %d annotated tasks (%d new or updated annotations)", project_id, len(annotations), new)
+    return Gathered(label_config, annotations, "label_studio")

@@ -1,0 +1,81 @@
+"""/webhook -> RQ on a real redis-server: policies, coalescing, START_TRAINING, Redis outages."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from finetune.gather import AnnotationRecord
+from tests.integration.test_backend_predict import _click, _only, _predict
+
+
+def _event(action: str, project_id: int = 7, annotation_id: int = 1, task_id: int = 3) -> dict:
+    return {"action": action, "project": {"id": project_id, "label_config": "<View/>"},
+            "annotation": {"id": annotation_id, "task": task_id, "project": project_id, "was_cancelled": False,
+                           "updated_at": f"2026-11-21T10:00:0{annotation_id}Z",
+                           "result": [{"type": "textarea", "value": {"text": ["x"]}}]},
+            "task": {"id": task_id, "data": {"image": "/data/upload/7/a.png"}}}
+
+
+@pytest.fixture
+def queue_client(make_client, redis_server, tmp_path):
+    redis = Redis.from_url(redis_server.url)
+    redis.flushall()
+    client = make_client(redis_url=redis_server.url, train_queue="train-test", train_every_n=2,
+                         data_dir=tmp_path / "data")
+    client.queue = Queue("train-test", connection=redis, serializer=JSONSerializer)
+    client.redis = redis
+    return client
+
+
+def test_webhook_counts_then_queues_then_coalesces(queue_client):
+    first = queue_client.post("/webhook", json=_event("ANNOTATION_CREATED", annotation_id=1))
+    assert first.status_code == 200 and first.json["result"]["status"] == "counted"
+    second = queue_client.post("/webhook", json=_event("ANNOTATION_UPDATED", annotation_id=2))
+    assert second.status_code == 201 and second.json["result"]["status"] == "queued"
+    job_id = second.json["result"]["job"]
+    for n in range(3, 6):  # more corrections while the run waits: they join it
+        queue_client.post("/webhook", json=_event("ANNOTATION_CREATED", annotation_id=n))
+    start = queue_client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}})
+    assert start.status_code == 201
+    assert (start.json["result"]["status"], start.json["result"]["job"]) == ("coalesced", job_id)
+    assert queue_client.queue.job_ids == [job_id]
+    job = queue_client.queue.fetch_job(job_id)
+    assert job.func_name == "finetune.jobs.run_training" and job.args[0]["project_id"] == 7
+    assert job.timeout == 6 * 3600 and job.result_ttl > 0 and job.failure_ttl > 0
+    raw = queue_client.redis.hget(f"rq:job:{job_id}", "data")
+    assert "\"project_id\": 7" in json.dumps(json.loads(zlib.decompress(raw)))  # zlib-compressed JSON, not pickle
+
+
+def test_start_training_queues_at_the_front(queue_client):
+    queue_client.queue.enqueue("finetune.jobs.run_training", {"project_id": 99})  # another project's run
+    reply = queue_client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 8}})
+    assert reply.status_code == 201
+    assert queue_client.queue.job_ids[0] == reply.json["result"]["job"]
+
+
+def test_other_events_are_ignored_and_payload_without_project_is_400(queue_client):
+    assert queue_client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 7}}).json["result"][
+        "status"] == "ignored"
+    reply = queue_client.post("/webhook", json={"action": "ANNOTATION_CREATED"})
+    assert reply.status_code == 400 and "project id" in reply.json["error"]
+
+
+def test_redis_down_webhook_503_predict_works_and_event_is_kept(queue_client, redis_server, media_root, tmp_path):
+    redis_server.stop()
+    try:
+        reply = queue_client.post("/webhook", json=_event("ANNOTATION_CREATED", annotation_id=41, task_id=5))
+        assert reply.status_code == 503 and "Redis" in reply.json["error"] and "recorded" in reply.json["error"]
+        pred = _only(_predict(queue_client, "image_segmentation",
+                              {"id": 60, "data": {"image": str(media_root / "square.png")}},
+                              {"result": [_click(40, 45)]}))
+        assert pred["result"]
+    finally:
+        redis_server.start()
+    record = AnnotationRecord(tmp_path / "data", 7)
+    assert [a.annotation_id for a in record.latest()] == [41]  # the next run gathers it offline too
