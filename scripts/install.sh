@@ -8,8 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${UNIPIXEL_VENV:-.venv}}"
 PY="${PYTHON:-python3}"
-STAMP="$VENV/.installed-$(sha256sum requirements.txt scripts/install.sh | sha256sum | cut -c1-16)"
+STAMP="$VENV/.installed-$(sha256sum requirements.txt scripts/install.sh scripts/install_services.sh | sha256sum | cut -c1-16)"
 
+# redis-server + the Label Studio venv for integration/e2e tests (own stamp; instant when done)
+bash scripts/install_services.sh
 if [ -f "$STAMP" ]; then
   exit 0
 fi

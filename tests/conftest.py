@@ -48,3 +48,42 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from unipixel_model.presets import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+
+
+# --- Real services (tests/services.py). A selected test whose service cannot start FAILS, never skips. ---
+
+
+def _start_or_fail(server, fixture_name: str):
+    """Start ``server`` or fail the requesting test with the helper's message (install hint, log tail)."""
+    try:
+        return server.start()
+    except RuntimeError as err:
+        message = f"{fixture_name} fixture: {err}"
+    server.close()
+    pytest.fail(message, pytrace=False)  # outside the except: the report shows only this message
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real ``redis-server`` on a free loopback port for the whole session (``.url``, ``.client()``).
+
+    A test that calls ``.stop()`` must ``.start()`` it again (same port) in a ``finally``.
+    """
+    from tests.services import RedisServer
+
+    server = _start_or_fail(RedisServer(), "redis_server")
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory):
+    """A real Label Studio 1.23.2 (fresh data dir, legacy token in ``.headers``) for the whole session.
+
+    ``.files_root`` is its ``LOCAL_FILES_DOCUMENT_ROOT``; see ``local_files_url``/``add_local_storage``.
+    """
+    from tests.services import LabelStudioServer
+
+    server = _start_or_fail(LabelStudioServer(files_root=tmp_path_factory.mktemp("ls-files")), "label_studio")
+    yield server
+    server.close()
