@@ -241,15 +241,17 @@ def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
     return model.to(device).eval()
 
 
-def load_adapter(model, adapter_dir: str | Path, adapter_name: str = "default"):
-    """Wrap ``model`` with a peft adapter saved by ``finetune`` (LoRA + modules to save).
+def load_adapter(model, adapter_dir: str | Path):
+    """Activate an adapter saved by ``finetune`` (LoRA + trained heads / SAM 2 tensors) on ``model``.
 
-    The base weights are untouched, so another adapter can later be loaded next to it and made
-    active without reloading the base model.
+    LoRA layers are injected into the model in place (the returned object is ``model`` itself, so
+    sessions keep working), and the base weights are kept: see
+    :class:`unipixel_model.adapters.AdapterSwitcher` to switch versions without reloading.
     """
-    from peft import PeftModel
+    from unipixel_model.adapters import AdapterSwitcher
 
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass a peft adapter directory")
-    return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name, is_trainable=False)
+        raise CheckpointError(f"{adapter_dir} has no adapter_config.json; pass an adapter directory")
+    AdapterSwitcher(model).activate(adapter_dir)
+    return model

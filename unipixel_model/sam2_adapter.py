@@ -120,11 +120,13 @@ class UniPixelSAM2(SAM2Base):
 
     def track_step(self, frame_idx, is_init_cond_frame, current_vision_feats, current_vision_pos_embeds,
                    feat_sizes, point_inputs, mask_inputs, output_dict, num_frames, track_in_reverse=False,
-                   run_mem_encoder=True, prev_sam_mask_logits=None, hidden_inputs=None):
+                   run_mem_encoder=True, prev_sam_mask_logits=None, hidden_inputs=None, keep_multimasks=False):
         """``SAM2Base.track_step`` with ``hidden_inputs`` [B, K, C] threaded to the SAM heads.
 
         Returns the stock output dict plus ``ious`` [B, M] (all candidate IoUs) and
-        ``hidden_inputs``.
+        ``hidden_inputs``. With ``keep_multimasks`` (training: the loss scores every candidate)
+        it also holds ``multimasks_high_res`` [B, M, S, S], the candidate logits upsampled to
+        ``image_size``.
         """
         high_res_features = None
         if len(current_vision_feats) > 1:
@@ -146,11 +148,13 @@ class UniPixelSAM2(SAM2Base):
                 high_res_features=high_res_features,
                 multimask_output=self._use_multimask(is_init_cond_frame, point_inputs),
                 hidden_inputs=hidden_inputs)
-        _, _, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs
+        _, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs
         current_out = {"point_inputs": point_inputs, "mask_inputs": mask_inputs, "pred_masks": low_res_masks,
                        "pred_masks_high_res": high_res_masks, "obj_ptr": obj_ptr,
                        "object_score_logits": object_score_logits, "ious": ious,
                        "hidden_inputs": hidden_inputs}
+        if keep_multimasks:
+            current_out["multimasks_high_res"] = high_res_multimasks
         self._encode_memory_in_output(current_vision_feats, feat_sizes, point_inputs, run_mem_encoder,
                                       high_res_masks, object_score_logits, current_out)
         return current_out

@@ -139,6 +139,6 @@ def test_loading_lora_adapter_on_top(tmp_path, tiny_checkpoint):
     lora.save_pretrained(str(tmp_path / "adapter"))
     expected, _ = lora.base_model.model.run_language_model(embeds, pos, DynamicCache(config=base.config.qwen.text_config))
     fresh = loading.from_pretrained(tiny_checkpoint, adapter=tmp_path / "adapter")
-    got, _ = fresh.base_model.model.run_language_model(embeds, pos, DynamicCache(config=base.config.qwen.text_config))
+    got, _ = fresh.run_language_model(embeds, pos, DynamicCache(config=base.config.qwen.text_config))
     assert torch.allclose(got, expected, atol=1e-5)
     assert not torch.allclose(got, reference, atol=1e-3)

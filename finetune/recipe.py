@@ -1,0 +1,172 @@
+"""The fine-tuning recipe: a validated dataclass and the YAML files of ``finetune/configs``.
+
+Defaults are UniPixel's stage-3 recipe (spec §5.1): LoRA r=128, α=256, dropout 0.1 on the anchored
+attention targets; base/LoRA LR 2e-5, SAM 2 LR 5e-6; cosine schedule with 3 % warm-up; weight
+decay 0; 8 frames per video; bf16 on CUDA. ``load_recipe("3b")`` reads ``finetune/configs/3b.yaml``;
+unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from unipixel_model.finetune_targets import LORA_TARGET_REGEX
+from unipixel_model.processor import BASE_MAX_PIXELS, MIN_PIXELS
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class RecipeError(ValueError):
+    """A recipe has an unknown key or an invalid value."""
+
+
+@dataclass
+class TrainRecipe:
+    """Everything that defines a fine-tuning run (YAML keys = field names).
+
+    Attributes:
+        name: label stored with the adapter.
+        base_model: checkpoint dir, ``tiny`` or a hub id (``PolyU-ChenLab/UniPixel-3B``).
+        lora_r / lora_alpha / lora_dropout: LoRA rank, scale numerator and dropout (bias none).
+        lora_target_regex: anchored regex of adapted ``nn.Linear`` names (never SAM 2's).
+        lr: LR of LoRA, the UniPixel heads and embeddings; sam2_lr: LR of every ``sam2.*`` parameter.
+        weight_decay: AdamW weight decay (0 in the official recipe).
+        warmup_ratio: share of optimizer steps with linear warm-up, then cosine decay to 0.
+        grad_accum: samples per optimizer step per process (batch size 1 per process).
+        epochs: passes over the samples; max_steps: when set, overrides ``epochs``.
+        max_grad_norm: global gradient-norm clip (0 disables).
+        train_heads: train ``seg_head``, ``ref_proj*``, ``tem_*``, ``ref_encoder``, ``msk_proj``.
+        train_sam2: train all of SAM 2 (Hiera included) at ``sam2_lr``; otherwise it is frozen and in
+            eval mode, and the mask loss still trains the LLM/``seg_head`` through it.
+        train_embeddings: train ``embed_tokens``/``lm_head`` (the official stage 3 does; off by
+            default because it makes the adapter as large as the embedding matrix).
+        bf16: bf16 autocast (CUDA only; CPU runs stay float32).
+        gradient_checkpointing: recompute LLM/ViT layer activations in the backward pass.
+        frames_per_video: the LLM pixel budget per frame scales with ``frames_per_video / T``.
+        llm_min_pixels / llm_max_pixels: per-frame pixel budget of the LLM frames (before scaling).
+        max_tokens: samples whose prompt exceeds this are skipped.
+        sample_objects: at most this many ``<|seg|>`` objects per sample go to SAM 2.
+        seed: seeds data order, LoRA init, dropout and object subsampling.
+        max_new_tokens: generation limit when evaluating.
+        holdout_fraction: share of Label Studio tasks kept out of training for evaluation.
+        min_improvement: a new adapter is published only if the held-out score improves this much.
+        log_every: optimizer steps between progress callbacks (the last step always reports).
+    """
+
+    name: str = "custom"
+    base_model: str = "PolyU-ChenLab/UniPixel-3B"
+    lora_r: int = 128
+    lora_alpha: int = 256
+    lora_dropout: float = 0.1
+    lora_target_regex: str = LORA_TARGET_REGEX
+    lr: float = 2e-5
+    sam2_lr: float = 5e-6
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.03
+    grad_accum: int = 4
+    epochs: float = 1.0
+    max_steps: int | None = None
+    max_grad_norm: float = 1.0
+    train_heads: bool = True
+    train_sam2: bool = True
+    train_embeddings: bool = False
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    frames_per_video: int = 8
+    llm_min_pixels: int = MIN_PIXELS
+    llm_max_pixels: int = BASE_MAX_PIXELS
+    max_tokens: int = 40960
+    sample_objects: int = 5
+    seed: int = 42
+    max_new_tokens: int = 128
+    holdout_fraction: float = 0.1
+    min_improvement: float = 0.0
+    log_every: int = 1
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _check_type(field.name, getattr(self, field.name), field.type)
+        positive = ("lora_r", "lora_alpha", "lr", "grad_accum", "epochs", "frames_per_video", "llm_min_pixels",
+                    "llm_max_pixels", "max_tokens", "sample_objects", "max_new_tokens", "log_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.sam2_lr < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise RecipeError(f"sam2_lr, weight_decay and max_grad_norm must be >= 0, got "
+                              f"{self.sam2_lr}, {self.weight_decay}, {self.max_grad_norm}")
+        for name in ("lora_dropout", "warmup_ratio", "holdout_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise RecipeError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise RecipeError(f"max_steps must be > 0 or null, got {self.max_steps}")
+        if self.llm_min_pixels > self.llm_max_pixels:
+            raise RecipeError(f"llm_min_pixels ({self.llm_min_pixels}) exceeds llm_max_pixels ({self.llm_max_pixels})")
+        if self.frames_per_video > 16:
+            raise RecipeError(f"frames_per_video must be <= 16 (the LLM's frame limit), got {self.frames_per_video}")
+        if "sam2" in self.lora_target_regex:
+            raise RecipeError("lora_target_regex must not name sam2 modules; SAM 2 is trained fully or frozen")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> "TrainRecipe":
+        """Build from a mapping; unknown keys raise :class:`RecipeError` listing the valid ones."""
+        if not isinstance(data, dict):
+            raise RecipeError(f"{source}: expected a mapping of recipe keys, got {type(data).__name__}")
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(types))
+        if unknown:
+            raise RecipeError(f"{source}: unknown key(s) {unknown}; valid keys are {sorted(types)}")
+        data = {k: _yaml_float(v) if types[k].startswith("float") else v for k, v in data.items()}
+        try:
+            return cls(**data)
+        except RecipeError as exc:
+            raise RecipeError(f"{source}: {exc}") from exc
+
+
+def load_recipe(path_or_name: str | Path) -> TrainRecipe:
+    """Read a recipe YAML: a path, or the name of a file in ``finetune/configs`` (``tiny``, ``3b``...).
+
+    Raises:
+        FileNotFoundError: listing the shipped recipe names.
+        RecipeError: on unknown keys or invalid values.
+    """
+    path = Path(path_or_name)
+    if not path.is_file():
+        path = CONFIG_DIR / f"{path_or_name}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise FileNotFoundError(f"no recipe {str(path_or_name)!r}: not a file, and not one of {shipped}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return TrainRecipe.from_dict(data, source=str(path))
+
+
+def _yaml_float(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads ``2e-5`` as a string; accept it for float fields."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """Reject YAML values of the wrong type (``lr: "fast"``, ``grad_accum: 2.5``, ``bf16: "yes"``)."""
+    kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+    options = [part.strip() for part in str(annotation).split("|")]
+    if value is None and "None" in options:
+        return
+    allowed = tuple(t for option in options for t in kinds.get(option, ()))
+    bad_bool = isinstance(value, bool) and bool not in allowed
+    if not isinstance(value, allowed) or bad_bool:
+        raise RecipeError(f"{name} must be {' or '.join(options)}, got {value!r} ({type(value).__name__})")

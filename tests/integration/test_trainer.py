@@ -1,0 +1,244 @@
+"""Fine-tuning on the tiny model: batches, the loss falling, adapters saved and hot-swapped.
+
+One module-scoped run trains the ``tiny`` recipe (16 steps) on 16 synthetic samples (4 of each
+kind) over moving-square videos, saves adapter A, trains 16 more cheap steps on the text-only
+kinds and saves adapter B. The tests then check that run and swap A/B/base on a fresh model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from finetune.batch import BatchBuilder
+from finetune.recipe import load_recipe
+from finetune.sample import TrainSample
+from finetune.trainer import EvalResult, Trainer, TrainResult
+from unipixel_model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODULE_WEIGHTS, RECIPE_FILE, AdapterSwitcher
+from unipixel_model.errors import CheckpointError
+from unipixel_model.feature_cache import VisionCache
+from unipixel_model.finetune_targets import LORA_TARGET_REGEX
+from unipixel_model.loading import from_pretrained, read_config
+from unipixel_model.session import InferenceSession
+from unipixel_model.tokenization import load_tokenizer
+from unipixel_model.types import BoxPrompt, PointPrompt
+
+SIZE, FRAMES, SQUARE = 64, 4, 20
+SEG_QUESTION, SEG_ANSWER = "Please segment the red square in this video.", "Sure, it is <|seg|>."
+
+
+def _moving_square(directory: Path, seed: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A 4-frame 64x64 PNG folder with a red square moving right; returns masks bool [T, H, W]."""
+    directory.mkdir(parents=True)
+    y0, x0 = (int(v) for v in np.random.default_rng(seed).integers(4, 24, 2))
+    masks = np.zeros((FRAMES, SIZE, SIZE), dtype=bool)
+    for t in range(FRAMES):
+        frame = np.full((SIZE, SIZE, 3), 30, dtype=np.uint8)
+        x = x0 + 5 * t
+        frame[y0:y0 + SQUARE, x:x + SQUARE] = (220, 40, 40)
+        masks[t, y0:y0 + SQUARE, x:x + SQUARE] = True
+        Image.fromarray(frame).save(directory / f"{t:03d}.png")
+    return masks, (y0, x0)
+
+
+def _dataset(root: Path) -> list[TrainSample]:
+    samples = []
+    for i in range(4):
+        media = root / f"video{i}"
+        masks, (y0, x0) = _moving_square(media, i)
+        frames = [0, 1, 3]  # odd T: the LLM pads to 4 frames, the <|mem|> prefix counts 3
+        targets = masks[frames][None]
+        samples += [
+            TrainSample("seg", str(media), frames, SEG_QUESTION, SEG_ANSWER, target_masks=targets, task_id=i),
+            TrainSample("ref", str(media), frames, "What is [1] <|ref|>?", "A red square.",
+                        prompts=[PointPrompt(x0 + 10.0, y0 + 10.0, 0)], task_id=i),
+            TrainSample("mem", str(media), frames, "[1] <|ref|> Please localize the relevant objects with IDs.",
+                        "[1] <|seg|>", prompts=[BoxPrompt(x0, y0, x0 + SQUARE, y0 + SQUARE, 3)],
+                        target_masks=targets, task_id=i),
+            TrainSample("region", str(media), frames, "What color is [1]?", "[1] is red.",
+                        region_masks=targets, task_id=i),
+        ]
+    return samples
+
+
+@dataclass
+class Run:
+    trainer: Trainer
+    samples: list[TrainSample]
+    before: EvalResult
+    after: EvalResult
+    result: TrainResult
+    progress: list[tuple]
+    adapter_a: Path
+    adapter_b: Path
+
+
+@pytest.fixture(scope="module")
+def run(tiny_checkpoint, tmp_path_factory) -> Iterator[Run]:
+    # The tiny model's ops are too small to gain from 2 threads, and 2 threads are several times
+    # slower when other processes share the 2 cores; restored when the module's tests are done.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield _train(tiny_checkpoint, tmp_path_factory.mktemp("finetune"))
+    torch.set_num_threads(threads)
+
+
+def _train(tiny_checkpoint: Path, root: Path) -> Run:
+    samples = _dataset(root / "media")
+    trainer = Trainer.from_recipe(load_recipe("tiny"), checkpoint=tiny_checkpoint, device="cpu")
+    before = trainer.evaluate(samples)
+    calls: list[tuple] = []
+    result = trainer.train(samples, progress=lambda *args: calls.append(args))
+    after = trainer.evaluate(samples)
+    adapter_a = trainer.save_adapter(root / "adapters" / "a")
+    trainer.train([s for s in samples if s.kind in ("ref", "region")])  # cheap steps: another adapter
+    adapter_b = trainer.save_adapter(root / "adapters" / "b")
+    return Run(trainer, samples, before, after, result, calls, adapter_a, adapter_b)
+
+
+def test_batch_labels_supervise_only_the_response(tiny_checkpoint, tmp_path):
+    samples = _dataset(tmp_path)
+    model_config = read_config(tiny_checkpoint)
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    builder = BatchBuilder(tokenizer, model_config, load_recipe("tiny"))
+    for sample in samples[:4]:
+        batch = builder.build(sample)
+        ids, labels = batch.inputs.input_ids[0], batch.labels
+        supervised = tokenizer.decode(ids[labels != -100].tolist(), skip_special_tokens=False)
+        prompt = tokenizer.decode(ids[labels == -100].tolist(), skip_special_tokens=False)
+        assert supervised == sample.answer + "<|im_end|>"
+        assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
+        assert int((ids == model_config.qwen.video_token_id).sum()) == 32  # 3 frames padded to 2 pairs, 4x4 each
+        if sample.kind in ("seg", "mem"):
+            side = model_config.sam2_image_size
+            assert tuple(batch.target_masks.shape) == (3, 1, side, side)
+            assert tuple(batch.sam2_frames.shape) == (3, 3, side, side)
+            assert batch.target_masks[1, 0].float().mean() == pytest.approx((SQUARE / SIZE) ** 2, rel=0.05)
+        if sample.kind == "ref":
+            x, y = sample.prompts[0].x_px, sample.prompts[0].y_px
+            assert batch.inputs.ref_prompts[0].coords_sam.tolist() == [[x * 256 / SIZE, y * 256 / SIZE]]
+        if sample.kind == "region":
+            assert prompt.count("Here is a video with 3 frames denoted as <1> to <3>.") == 1
+            assert "[1]: <1>-<2> <|mem|> <3>-<4> <|mem|>" in prompt
+            assert int((ids == model_config.mem_token_id).sum()) == 2 == batch.inputs.refer_mask.shape[0]
+
+
+def test_trainer_loss_goes_down(run: Run):
+    assert run.result.steps == 16 and len(run.result.losses) == 16
+    assert all(math.isfinite(x) for x in run.result.losses)
+    assert run.result.samples_seen == 16 and not run.result.skipped
+    # the same 16 samples, eval mode, before and after: the total, LM and mask losses all fall
+    assert run.after.loss < 0.7 * run.before.loss, (run.before, run.after)
+    assert run.after.lm_loss < run.before.lm_loss
+    assert run.after.seg_loss < 0.7 * run.before.seg_loss
+    assert [c[:2] for c in run.progress] == [(s, 16) for s in range(1, 17)]
+    assert all(eta >= 0 for *_, eta in run.progress) and run.progress[-1][3] == 0
+
+
+def test_trainer_lora_wraps_only_the_anchored_targets(run: Run):
+    wrapped = run.trainer.lora_modules
+    assert len(wrapped) == 2 * 2 + 2 * 4  # 2 ViT blocks (qkv, proj) + 2 LLM layers (q, k, v, o)
+    assert all(re.fullmatch(LORA_TARGET_REGEX, name) for name in wrapped)
+    assert not [n for n in wrapped if n.startswith("sam2.")]
+    full = run.trainer.module_params
+    assert "seg_head.1.weight" in full and "msk_proj.0.weight" in full
+    assert any(n.startswith("sam2.image_encoder.") for n in full)
+    assert not any("lora_" in n or n.startswith("model.") for n in full)
+
+
+def test_trainer_adapter_directory_layout(run: Run):
+    for name in (ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODULE_WEIGHTS, RECIPE_FILE):
+        assert (run.adapter_a / name).is_file()
+    config = json.loads((run.adapter_a / ADAPTER_CONFIG).read_text())
+    assert (config["r"], config["lora_alpha"], config["bias"]) == (8, 16, "none")
+    assert config["target_modules"] == LORA_TARGET_REGEX
+    lora = load_file(str(run.adapter_a / ADAPTER_WEIGHTS))
+    assert len(lora) == 2 * len(run.trainer.lora_modules)
+    assert all(k.startswith("base_model.model.") and ".lora_" in k for k in lora)
+    assert set(load_file(str(run.adapter_a / MODULE_WEIGHTS))) == set(run.trainer.module_params)
+    assert load_recipe(run.adapter_a / RECIPE_FILE) == run.trainer.recipe
+    with pytest.raises(FileExistsError):
+        run.trainer.save_adapter(run.adapter_a)
+
+
+def test_evaluate_skips_samples_that_cannot_be_built(run: Run):
+    broken = TrainSample("ref", str(run.adapter_a / "missing"), [0], "What is <|ref|>?", "x",
+                         prompts=[PointPrompt(1, 1, 0)])
+    assert run.trainer.evaluate([broken, run.samples[1]]).num_samples == 1
+
+
+def _outputs(model, tokenizer, media: str) -> tuple[torch.Tensor, ...]:
+    """Prefill logits of a fixed chat and the mask logits of a session segment() on the same video."""
+    builder = BatchBuilder(tokenizer, model.config, load_recipe("tiny"))
+    sample = TrainSample("region", media, [0, 2], "What color is [1]?", "[1] is red.",
+                         region_masks=np.ones((1, 2, SIZE, SIZE), dtype=bool))
+    with torch.no_grad():
+        prefill = model.prefill(builder.build(sample).inputs)
+        session = InferenceSession.open(model, tokenizer, media)
+        session.vision_cache = VisionCache(min_pixels=112 * 112, base_max_pixels=112 * 112)  # small ViT input
+        track = session.segment(SEG_QUESTION, forced_answer=SEG_ANSWER).tracks[0]
+    return prefill.logits, prefill.hidden_pre_norm, track.low_res_logits
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_adapter_switcher_swaps_adapters_and_restores_the_base_bit_exactly(run: Run, tiny_checkpoint):
+    model = from_pretrained(tiny_checkpoint)
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    media = run.samples[0].media
+    base_state = {k: v.clone() for k, v in model.state_dict().items()}
+    base = _outputs(model, tokenizer, media)
+    switcher = AdapterSwitcher(model)
+    switcher.activate(run.adapter_a)
+    assert switcher.active == str(run.adapter_a.resolve())
+    out_a = _outputs(model, tokenizer, media)
+    assert all((x - y).abs().max() > 1e-4 for x, y in zip(out_a, base))
+    switcher.activate(run.adapter_b)
+    out_b = _outputs(model, tokenizer, media)
+    assert not _same(out_b, out_a)
+    # the loaded adapter reproduces the trained model (which ends in state B)
+    trained = _outputs(run.trainer.model, tokenizer, media)
+    assert all(torch.allclose(x, y, atol=1e-5, rtol=1e-5) for x, y in zip(out_b, trained))
+    switcher.activate(run.adapter_a)
+    assert _same(_outputs(model, tokenizer, media), out_a)
+    switcher.activate(None)
+    assert switcher.active is None
+    assert _same(_outputs(model, tokenizer, media), base)
+    state = {k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if "lora_" not in k}
+    assert state.keys() == base_state.keys()
+    assert all(torch.equal(state[k], base_state[k]) for k in base_state)
+
+
+def test_adapter_switcher_evicts_old_adapters_and_rejects_bad_directories(run: Run, tiny_checkpoint, tmp_path):
+    model = from_pretrained(tiny_checkpoint)
+    tokenizer = load_tokenizer(tiny_checkpoint)
+    media = run.samples[0].media
+    switcher = AdapterSwitcher(model, max_loaded=1)
+    switcher.activate(run.adapter_a)
+    out_a = _outputs(model, tokenizer, media)
+    switcher.activate(run.adapter_b)
+    assert list(model.peft_config) == ["adapter_2"]  # A was deleted
+    switcher.activate(run.adapter_a)  # injected again from disk
+    assert _same(_outputs(model, tokenizer, media), out_a)
+    with pytest.raises(CheckpointError, match="has no adapter_config.json"):
+        switcher.activate(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(run.adapter_b, bad)
+    save_file({"seg_head.1.weight": torch.zeros(3, 3)}, str(bad / MODULE_WEIGHTS))
+    with pytest.raises(CheckpointError, match="wrong shapes"):
+        switcher.activate(bad)
+    assert switcher.active == str(run.adapter_a.resolve())  # a failed switch changes nothing
+    assert _same(_outputs(model, tokenizer, media), out_a)

@@ -1,0 +1,85 @@
+"""Recipes: every shipped YAML validates; bad keys and values fail with a clear message."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finetune.recipe import CONFIG_DIR, RecipeError, TrainRecipe, load_recipe
+from unipixel_model.finetune_targets import LORA_TARGET_REGEX
+
+SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_recipe_configs_exist():
+    assert {p.stem for p in SHIPPED} >= {"tiny", "3b", "3b_multi_gpu"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_recipe_every_shipped_yaml_loads_and_sets_every_key(path):
+    raw = yaml.safe_load(path.read_text())
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem
+    assert set(raw) <= set(recipe.to_dict())
+    assert load_recipe(path.stem) == recipe  # by name too
+
+
+@pytest.mark.parametrize("name", ["3b", "3b_multi_gpu"])
+def test_recipe_3b_follows_the_stage3_recipe(name):
+    recipe = load_recipe(name)
+    assert (recipe.lora_r, recipe.lora_alpha, recipe.lora_dropout) == (128, 256, 0.1)
+    assert (recipe.lr, recipe.sam2_lr, recipe.warmup_ratio, recipe.weight_decay) == (2e-5, 5e-6, 0.03, 0.0)
+    assert recipe.frames_per_video == 8 and recipe.bf16 and recipe.train_sam2 and recipe.train_heads
+    assert recipe.lora_target_regex == LORA_TARGET_REGEX
+
+
+def test_recipe_yaml_round_trip(tmp_path: Path):
+    recipe = load_recipe("tiny")
+    path = tmp_path / "r.yaml"
+    path.write_text(recipe.to_yaml())
+    assert load_recipe(path) == recipe
+
+
+def test_recipe_unknown_key_is_named(tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("lora_r: 8\nlearning_rate: 0.1\n")
+    with pytest.raises(RecipeError, match=r"unknown key\(s\) \['learning_rate'\]"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lora_dropout": 1.5}, "lora_dropout must be in"),
+    ({"grad_accum": 0}, "grad_accum must be > 0"),
+    ({"grad_accum": 2.5}, "grad_accum must be int"),
+    ({"lr": "fast"}, "lr must be float"),
+    ({"bf16": "yes"}, "bf16 must be bool"),
+    ({"lora_r": True}, "lora_r must be int"),
+    ({"max_steps": 0}, "max_steps must be > 0"),
+    ({"warmup_ratio": 1.0}, "warmup_ratio must be in"),
+    ({"llm_min_pixels": 20000, "llm_max_pixels": 10000}, "exceeds llm_max_pixels"),
+    ({"frames_per_video": 32}, "frames_per_video must be <= 16"),
+    ({"lora_target_regex": r".*sam2\..*q_proj$"}, "must not name sam2"),
+])
+def test_recipe_bad_values_raise(change, message):
+    with pytest.raises(RecipeError, match=message):
+        TrainRecipe.from_dict({**load_recipe("tiny").to_dict(), **change})
+
+
+def test_recipe_accepts_exponent_floats_that_yaml_reads_as_strings(tmp_path: Path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("lr: 2e-5\nsam2_lr: 5e-6\n")
+    assert yaml.safe_load(path.read_text())["lr"] == "2e-5"  # the PyYAML quirk this guards against
+    recipe = load_recipe(path)
+    assert (recipe.lr, recipe.sam2_lr) == (2e-5, 5e-6)
+
+
+def test_recipe_missing_name_lists_shipped_ones():
+    with pytest.raises(FileNotFoundError, match="tiny"):
+        load_recipe("no_such_recipe")
+
+
+def test_recipe_non_mapping_yaml_fails(tmp_path: Path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(RecipeError, match="expected a mapping"):
+        load_recipe(path)
