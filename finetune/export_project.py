@@ -1,0 +1,42 @@
+"""A project's masks (latest accepted annotation per task) -> COCO RLE JSON and DAVIS PNGs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from backend.label_config import parse_label_config
+from backend.ls_client import LabelStudioClient
+from backend.media import MediaFetcher
+from backend.settings import Settings
+from finetune.convert import _objects
+from finetune.export import ExportItem, ObjectMasks, write_coco_rle, write_davis_pngs
+from finetune.gather import gather
+
+
+def export_project(settings: Settings, project_id: int, out_dir: str | Path, fmt: str = "both") -> list[Path]:
+    """Write ``<out>/project-<id>.coco.json`` and/or ``<out>/davis/<task>/<frame>.png``; returns the paths."""
+    from finetune.jobs import _labeled_task
+
+    gathered = gather(settings.data_dir, settings.label_studio_url, settings.label_studio_api_key, project_id)
+    spec = parse_label_config(gathered.label_config)
+    client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key) \
+        if settings.label_studio_url else None
+    fetcher = MediaFetcher(dataclasses.replace(settings, media_cache_dir=settings.data_dir / "media"), client)
+    items = []
+    for annotation in gathered.annotations:
+        task = _labeled_task(annotation, spec, fetcher)
+        objects, _ = _objects(task, spec)
+        masks = {n: ObjectMasks(obj.label or "object", obj.masks)
+                 for n, obj in enumerate((o for o in objects.values() if o.masks), start=1)}
+        names = [f"{i + 1:05d}" for i in range(task.shape.num_frames)]
+        items.append(ExportItem(task.task_id, f"task-{task.task_id}", names,
+                                (task.shape.height_px, task.shape.width_px), masks))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if fmt in ("coco", "both"):
+        written.append(write_coco_rle(items, out / f"project-{project_id}.coco.json"))
+    if fmt in ("davis", "both"):
+        written.append(write_davis_pngs(items, out / "davis"))
+    return written

@@ -1,0 +1,171 @@
+"""RQ entry points: one fine-tune of a Label Studio project, end to end.
+
+``run_training(spec)`` gathers the project's labels, converts them to samples, holds out part of
+the tasks, trains from the base model, evaluates before and after, and publishes the adapter as a
+new version when it is not worse. CUDA is touched only inside the job (the worker forks first).
+Progress (stage, step, loss, ETA) goes into ``job.meta`` and the log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+
+from backend.converters.prompts import MediaShape
+from backend.label_config import parse_label_config
+from backend.ls_client import LabelStudioClient
+from backend.media import MediaFetcher
+from backend.settings import Settings
+from backend.task_media import media_value
+from finetune.convert import LabeledTask, task_to_samples
+from finetune.gather import GatheredAnnotation, gather
+from finetune.sample import TrainSample
+
+logger = logging.getLogger(__name__)
+
+
+def run_training(spec: dict) -> dict:
+    """The RQ job: ``spec`` = {"project_id", "reason", "recipe", "recipe_overrides"?}."""
+    from rq import get_current_job
+
+    from finetune import queue
+
+    job = get_current_job()
+    if job is not None:
+        queue.started(job.connection, int(spec["project_id"]))
+        job.meta.update({"pid": os.getpid(), "stage": "starting"})
+        job.save_meta()
+    return FinetuneRun(Settings.from_env(), spec, _Reporter(job)).execute()
+
+
+def scheduled_training(spec: dict) -> dict:
+    """The periodic check: queue a run when annotations arrived since the last one."""
+    from redis import Redis
+    from rq import get_current_job
+
+    from finetune.queue import QueuePolicy, TrainingQueue, key
+
+    settings = Settings.from_env()
+    job = get_current_job()
+    redis: Redis = job.connection
+    project_id = int(spec["project_id"])
+    redis.delete(key("scheduled", project_id))
+    if int(redis.get(key("count", project_id)) or 0) == 0:
+        return {"status": "nothing new"}
+    policy = QueuePolicy(settings.train_every_n, settings.train_every_minutes, settings.train_job_timeout_s,
+                         spec.get("recipe", settings.train_recipe))
+    return TrainingQueue(redis, settings.train_queue, policy).enqueue(project_id, "schedule")
+
+
+class _Reporter:
+    """Writes progress to the RQ job's meta (when running under RQ) and the log."""
+
+    def __init__(self, job) -> None:
+        self.job = job
+
+    def __call__(self, **meta) -> None:
+        logger.info("fine-tune progress: %s", meta)
+        if self.job is not None:
+            self.job.meta.update(meta)
+            self.job.save_meta()
+
+
+class FinetuneRun:
+    """One fine-tune (also what ``python -m finetune run --project ID`` executes)."""
+
+    def __init__(self, settings: Settings, spec: dict, report=None) -> None:
+        from finetune.recipe import load_recipe
+
+        self.settings, self.spec = settings, spec
+        self.project_id = int(spec["project_id"])
+        recipe = load_recipe(spec.get("recipe") or settings.train_recipe)
+        self.recipe = dataclasses.replace(recipe, **(spec.get("recipe_overrides") or {}))
+        self.report = report or (lambda **meta: logger.info("fine-tune progress: %s", meta))
+
+    def execute(self) -> dict:
+        started = time.time()
+        self.report(stage="gathering")
+        gathered = gather(self.settings.data_dir, self.settings.label_studio_url, self.settings.label_studio_api_key,
+                          self.project_id)
+        train, holdout = self.samples(gathered.label_config, gathered.annotations)
+        if not train:
+            return {"status": "no samples", "tasks": len(gathered.annotations), "source": gathered.source}
+        from finetune.trainer import Trainer
+
+        trainer = Trainer.from_recipe(self.recipe, checkpoint=self.settings.model)
+        before = self._evaluate(trainer, holdout, "before")
+        result = trainer.train(train, progress=self._progress)
+        after = self._evaluate(trainer, holdout, "after")
+        summary = {"project": self.project_id, "reason": self.spec.get("reason"), "source": gathered.source,
+                   "train_samples": len(train), "holdout_samples": len(holdout), "steps": result.steps,
+                   "final_loss": result.losses[-1] if result.losses else None, "before": before, "after": after,
+                   "seconds": round(time.time() - started, 1), "skipped": result.skipped}
+        if after["score"] < before["score"] + self.recipe.min_improvement:
+            self.report(stage="not published")
+            return {**summary, "status": "not published: held-out score did not improve enough"}
+        return {**summary, **self._publish(trainer, result, summary)}
+
+    def samples(self, label_config: str, annotations: list[GatheredAnnotation]) -> tuple[list, list]:
+        """(train, holdout) samples; tasks go to the holdout by a stable hash of their id."""
+        spec = parse_label_config(label_config)
+        client = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key) \
+            if self.settings.label_studio_url else None
+        fetcher = MediaFetcher(dataclasses.replace(self.settings, media_cache_dir=self.settings.data_dir / "media"),
+                               client)
+        train: list[TrainSample] = []
+        holdout: list[TrainSample] = []
+        for item in annotations:
+            labeled = _labeled_task(item, spec, fetcher)
+            target = holdout if _held_out(item.task_id, self.recipe.holdout_fraction) else train
+            target.extend(task_to_samples(labeled, spec))
+        if not train and holdout:  # too few tasks to hold any out
+            train, holdout = holdout, []
+        return train, holdout
+
+    def _evaluate(self, trainer, holdout: list[TrainSample], when: str) -> dict:
+        from finetune.evaluate import evaluate_holdout
+
+        self.report(stage=f"evaluating {when}")
+        if not holdout:
+            return {"jf": None, "text": None, "num_seg": 0, "num_text": 0, "score": 0.0}
+        return evaluate_holdout(trainer.model, trainer.tokenizer, holdout, self.recipe.max_new_tokens).to_dict()
+
+    def _progress(self, step: int, total: int, loss: float, eta_s: float) -> None:
+        self.report(stage="training", step=step, total_steps=total, loss=round(float(loss), 5), eta_s=round(eta_s, 1))
+
+    def _publish(self, trainer, result, summary: dict) -> dict:
+        from finetune.publish import new_version_name, publish
+
+        self.report(stage="publishing")
+        version = new_version_name(self.project_id)
+        info = {**summary, "base_model": self.settings.model, "recipe": self.recipe.name, "losses": result.losses}
+        path = publish(Path(self.settings.model_dir), version, trainer.save_adapter, info, result.losses)
+        self.report(stage="published", version=version)
+        return {"status": "published", "version": version, "path": str(path)}
+
+
+def _held_out(task_id: int, fraction: float) -> bool:
+    digest = int(hashlib.sha256(str(task_id).encode()).hexdigest()[:8], 16)
+    return digest / 0xFFFFFFFF < fraction
+
+
+def _labeled_task(item: GatheredAnnotation, spec, fetcher: MediaFetcher) -> LabeledTask:
+    """Download the task's media once (cached) and read its size and frame count."""
+    from backend.task_media import _frame_dir
+    from unipixel_model.media import load_frames
+
+    value = media_value({"id": item.task_id, "data": item.data}, spec)
+    if spec.mode == "frames":
+        media = _frame_dir(fetcher.fetch_many(value, item.task_id))
+    else:
+        media = fetcher.fetch(value, item.task_id)
+    frames = load_frames(media)
+    height, width = frames.size_hw
+    fps = frames.fps if spec.mode == "video" else 0.0
+    ls_fps = spec.framerate(item.data) if spec.mode == "video" else None
+    shape = MediaShape(frames.num_frames, height, width, fps, ls_fps)
+    return LabeledTask(item.task_id, item.data, item.result, str(media), shape)

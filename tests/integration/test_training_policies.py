@@ -1,0 +1,116 @@
+"""Periodic training, the worker's no-CUDA-before-fork rule, and the mask export command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from redis import Redis
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from backend.converters.rle import mask_to_ls_rle
+from finetune.gather import AnnotationRecord, GatheredAnnotation
+from finetune.queue import JOB_FUNC, SCHEDULE_FUNC, QueuePolicy, TrainingQueue
+from tests.integration.backend_media import HEIGHT, WIDTH, write_frames
+from tests.integration.conftest import config
+
+REPO = Path(__file__).parents[2]
+
+
+def test_every_minutes_arms_one_scheduled_check_that_queues_a_run(redis_server, monkeypatch):
+    redis = Redis.from_url(redis_server.url)
+    redis.flushall()
+    queue = TrainingQueue(redis, "train-sched", QueuePolicy(every_minutes=30, recipe="tiny"))
+    for _ in range(3):
+        assert queue.on_event("ANNOTATION_CREATED", 5)["status"] == "counted"
+    registry = ScheduledJobRegistry(queue=queue.queue)
+    (scheduled_id,) = registry.get_job_ids()  # one check per project, however many events
+    check = queue.queue.fetch_job(scheduled_id)
+    assert check.func_name == SCHEDULE_FUNC and check.args[0]["project_id"] == 5
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("UNIPIXEL_TRAIN_QUEUE", "train-sched")
+    outcome = check.perform()  # what the worker's scheduler runs after 30 minutes
+    assert outcome["status"] == "queued"
+    (run,) = Queue("train-sched", connection=redis, serializer=JSONSerializer).get_jobs()
+    assert run.func_name == JOB_FUNC and run.args[0]["reason"] == "schedule"
+
+
+def test_scheduled_check_without_new_labels_does_nothing(redis_server, monkeypatch):
+    redis = Redis.from_url(redis_server.url)
+    redis.flushall()
+    queue = TrainingQueue(redis, "train-sched", QueuePolicy(every_minutes=30))
+    job = queue.queue.enqueue(SCHEDULE_FUNC, {"project_id": 6})
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    assert job.perform() == {"status": "nothing new"}
+
+
+def test_worker_process_does_not_import_torch_before_a_job():
+    code = ("import sys, finetune.__main__, finetune.worker, finetune.queue, backend.training; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO, env={"PYTHONPATH": str(REPO)}).returncode == 0
+
+
+def test_export_command_writes_coco_rle_and_davis_pngs(tmp_path):
+    from finetune.export import read_coco_rle, read_davis_png
+
+    frames = write_frames(tmp_path / "clip", count=3)
+    record = AnnotationRecord(tmp_path / "data", 9)
+    record.save_config(config("video_masks"))
+    masks = []
+    result = []
+    for f in range(3):
+        mask = np.zeros((HEIGHT, WIDTH), bool)
+        mask[10:20, 5 + f:25 + f] = True
+        masks.append(mask)
+        result.append({"id": f"obj-f{f + 1}", "from_name": "mask", "to_name": "frames", "type": "brushlabels",
+                       "item_index": f, "original_width": WIDTH, "original_height": HEIGHT,
+                       "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Person"]}})
+    record.append([GatheredAnnotation(31, {"frames": [str(p) for p in frames]}, 1, result, "2026-11-21")])
+    env = {"PYTHONPATH": str(REPO), "UNIPIXEL_DATA_DIR": str(tmp_path / "data"), "UNIPIXEL_LOCAL_ROOTS": str(tmp_path),
+           "LABEL_STUDIO_URL": "", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "finetune", "export", "--project", "9", "--out", str(tmp_path / "x")],
+                         cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    (item,) = read_coco_rle(tmp_path / "x" / "project-9.coco.json")
+    assert item.task_id == 31 and list(item.objects.values())[0].label == "Person"
+    assert np.array_equal(item.object_volume(1), np.stack(masks))
+    png = read_davis_png(tmp_path / "x" / "davis" / "task-31" / "00002.png")
+    assert np.array_equal(png > 0, masks[1]) and json.loads((tmp_path / "x" / "project-9.coco.json").read_text())
+
+
+def test_samples_and_publish_commands_for_hand_runs(tmp_path):
+    from finetune.sample import read_samples
+
+    frames = write_frames(tmp_path / "clip", count=3)
+    record = AnnotationRecord(tmp_path / "data", 12)
+    record.save_config(config("video_masks"))
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[10:30, 5:25] = True
+    result = [{"id": "o-f1", "from_name": "mask", "to_name": "frames", "type": "brushlabels", "item_index": 0,
+               "original_width": WIDTH, "original_height": HEIGHT,
+               "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Person"]}},
+              {"from_name": "prompt", "to_name": "frames", "type": "textarea", "value": {"text": ["the square"]}}]
+    record.append([GatheredAnnotation(40, {"frames": [str(p) for p in frames]}, 2, result, "2026-11-21")])
+    env = {"PYTHONPATH": str(REPO), "UNIPIXEL_DATA_DIR": str(tmp_path / "data"), "UNIPIXEL_LOCAL_ROOTS": str(tmp_path),
+           "MODEL_DIR": str(tmp_path / "models"), "LABEL_STUDIO_URL": "", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "finetune", "samples", "--project", "12", "--out", str(tmp_path / "r"),
+                          "--recipe", "tiny"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    samples = read_samples(tmp_path / "r" / "train.jsonl") + read_samples(tmp_path / "r" / "holdout.jsonl")
+    assert sorted(s.kind for s in samples) == ["mem", "seg"] and all(s.task_id == 40 for s in samples)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    pub = subprocess.run([sys.executable, "-m", "finetune", "publish", "--project", "12", "--adapter", str(adapter)],
+                         cwd=REPO, env=env, capture_output=True, text=True)
+    assert pub.returncode == 0, pub.stderr
+    latest = (tmp_path / "models" / "latest").read_text().strip()
+    assert latest.startswith("p12-") and (tmp_path / "models" / latest / "adapter" / "adapter_config.json").is_file()
+    bad = subprocess.run([sys.executable, "-m", "finetune", "publish", "--project", "12", "--adapter", str(tmp_path)],
+                         cwd=REPO, env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "adapter_config.json" in bad.stderr
