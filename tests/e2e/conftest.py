@@ -1,0 +1,99 @@
+"""End-to-end fixtures: our backend (``python -m backend serve``, ``UNIPIXEL_MODEL=tiny``) next to a real
+Label Studio 1.23.2, a real redis-server, and a short real clip cut from the sample video in the LS wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import av
+import pytest
+import yaml
+
+from tests.services import free_port, ls_sample_video
+
+REPO = Path(__file__).parents[2]
+CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 16, 10, (160, 90)
+
+
+def write_clip(path: Path) -> Path:
+    """The first frames of the LS sample video (opossum_snow.mp4), downscaled, re-encoded as H.264."""
+    with av.open(str(ls_sample_video())) as source, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=CLIP_FPS)
+        stream.width, stream.height, stream.pix_fmt = *CLIP_SIZE, "yuv420p"
+        for n, frame in enumerate(source.decode(video=0)):
+            if n >= CLIP_FRAMES * 3:
+                break
+            if n % 3 == 0:  # 29.97 fps -> ~10 fps
+                image = frame.to_image().resize(CLIP_SIZE)
+                for packet in stream.encode(av.VideoFrame.from_image(image)):
+                    out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+class BackendServer:
+    """``python -m backend serve`` in a subprocess (the command users run)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1",
+                                         "--port", str(self.port)], cwd=REPO, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self, timeout_s: float = 120) -> "BackendServer":
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"backend not healthy in {timeout_s} s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def e2e_env(label_studio, redis_server, tmp_path_factory) -> dict[str, str]:
+    """Environment shared by the backend and the worker: PAT auth, tiny model, a tiny recipe that always publishes."""
+    work = tmp_path_factory.mktemp("e2e")
+    recipe = yaml.safe_load((REPO / "finetune/configs/tiny.yaml").read_text())
+    recipe.update(max_steps=4, min_improvement=-1.0, holdout_fraction=0.0)
+    (work / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO", "UNIPIXEL_"))}
+    env.update(PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", UNIPIXEL_MODEL="tiny",
+               LABEL_STUDIO_URL=label_studio.url, LABEL_STUDIO_API_KEY=label_studio.personal_access_token(),
+               REDIS_URL=redis_server.url, UNIPIXEL_TRAIN_QUEUE="e2e-train", MODEL_DIR=str(work / "models"),
+               UNIPIXEL_DATA_DIR=str(work / "data"), UNIPIXEL_MEDIA_CACHE_DIR=str(work / "media"),
+               UNIPIXEL_TRAIN_RECIPE=str(work / "recipe.yaml"), UNIPIXEL_INTERACTIVE_BUDGET_S="0.05",
+               THREADS="4", OMP_NUM_THREADS="2", LOG_LEVEL="INFO")
+    return env
+
+
+@pytest.fixture(scope="session")
+def backend_server(e2e_env, tmp_path_factory):
+    server = BackendServer(e2e_env, tmp_path_factory.mktemp("backend-log") / "backend.log")
+    try:
+        yield server.wait()
+    except RuntimeError as err:
+        server.stop()
+        pytest.fail(f"backend_server fixture: {err}", pytrace=False)
+    finally:
+        server.stop()
