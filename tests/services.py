@@ -380,7 +380,10 @@ class LabelStudioServer(_Subprocess):
         Returns:
             The PAT string.
         """
-        return self.request("POST", "/api/token/", body={})["token"]
+        # LS allows one PAT per user (a second POST is 409): create it once, hand out the same one.
+        if getattr(self, "_pat", None) is None:
+            self._pat = self.request("POST", "/api/token/", body={})["token"]
+        return self._pat
 
     def local_files_url(self, path: Path | str) -> str:
         """Return the ``/data/local-files/?d=...`` URL of a file under :attr:`files_root`, for task data.

@@ -44,9 +44,10 @@ def test_ref_prompt_shape_errors():
 
 
 def test_token_count_mismatch_raises_with_both_numbers(golden_model, golden_tokenizer):
-    from unipixel_model.modeling import UniPixelInputs
-    from unipixel_model import processor
     import numpy as np
+
+    from unipixel_model import processor
+    from unipixel_model.modeling import UniPixelInputs
 
     video = processor.prepare_llm_video(np.zeros((2, 56, 56, 3), np.uint8), 56 * 56, 56 * 56)
     text = processor.render_chat([("[1] <|ref|> and [2] <|ref|>?", None)])
