@@ -52,7 +52,10 @@ class Engine:
     def model_version(self) -> str:
         """``<model>@<version>``: the published fine-tune ``MODEL_DIR/latest`` points at, or ``base``.
         Cheap (one small file read): ``/setup`` calls it without loading the model."""
-        return f"{self.model_name()}@{self.versions.latest() or 'base'}"
+        version = self.versions.latest()
+        if self.versions.is_broken(version):  # it failed to load: the previous version keeps serving
+            version = self._active_version
+        return f"{self.model_name()}@{version or 'base'}"
 
     def model(self):
         """(model, tokenizer), loading them on first use and activating the latest published adapter.
@@ -61,7 +64,7 @@ class Engine:
             if self._model is None:
                 self._load()
             wanted = self.versions.latest()
-            if wanted != self._active_version:
+            if wanted != self._active_version and not self.versions.is_broken(wanted):
                 self._activate(wanted)
         return self._model, self._tokenizer
 

@@ -31,14 +31,18 @@ class VersionStore:
         self._broken: set[str] = set()
 
     def latest(self) -> str | None:
-        """The version ``latest`` names, if it exists and is not marked broken."""
+        """The version ``latest`` names, if it is a complete version directory."""
         try:
             name = (self.root / LATEST).read_text().strip()
         except OSError:
             return None
-        if not VERSION_RE.match(name) or name in self._broken or not (self.root / name / "version.json").is_file():
+        if not VERSION_RE.match(name) or not (self.root / name / "version.json").is_file():
             return None
         return name
+
+    def is_broken(self, version: str | None) -> bool:
+        """Whether activating ``version`` failed in this process (it is then never retried)."""
+        return version in self._broken
 
     def adapter_dir(self, version: str) -> Path:
         return self.root / version / "adapter"

@@ -153,3 +153,20 @@ def test_media_change_reopens_the_session(make_client, media_root):
     _only(_predict(client, "image_segmentation", {"id": 50, "data": {"image": str(copy)}},
                    {"result": [_click(40, 45)]}))
     assert client.engine.sessions.opened == 2
+
+
+def test_broken_published_version_keeps_the_previous_one_serving(make_client, media_root, tmp_path):
+    import json as _json
+
+    from backend.versions import VersionStore
+
+    broken = tmp_path / "models" / "p1-broken"
+    (broken / "adapter").mkdir(parents=True)
+    (broken / "adapter" / "adapter_config.json").write_text("{}")  # no weights: cannot load
+    (broken / "version.json").write_text(_json.dumps({"version": "p1-broken"}))
+    VersionStore(tmp_path / "models").set_latest("p1-broken")
+    client = make_client(model_dir=tmp_path / "models", describe_objects=False)
+    reply = _predict(client, "image_segmentation", {"id": 80, "data": {"image": str(media_root / "square.png")}},
+                     {"result": [_click(40, 45)]})
+    assert reply.status_code == 200 and reply.json["results"][0]["model_version"].endswith("@base")
+    assert client.post("/setup", json={"project": "1.1"}).json["model_version"].endswith("@base")
