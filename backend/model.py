@@ -104,7 +104,8 @@ class UniPixelBackend:
         return pred
 
     def _run(self, ts: TaskSession, spec: LabelSpec, prompts: ContextPrompts, budget_s: float | None):
-        ts.session.track_budget_s = budget_s
+        # one deadline for the whole call, however many objects it creates or refines
+        ts.session.track_deadline = None if budget_s is None else time.monotonic() + budget_s
         describe = self.settings.describe_objects and spec.description is not None
         annotated, _ = run_prompts(ts, prompts, spec.default_label, describe)
         objects = [a.tracked for a in annotated]
@@ -126,10 +127,11 @@ class UniPixelBackend:
                     return None  # a new model version: its predictions will be asked for anew
                 pending = ts.session.incomplete()
                 if not pending:
-                    objects = [o for o in ts.objects.values() if o.obj_id in obj_ids and o.obj_id in ts.session.objects]
-                    final = prediction(render_objects(ts, spec, objects), version)
                     break
                 ts.session.continue_tracking(pending[0], BACKGROUND_CHUNK)
+        with ts.lock:  # rendering is CPU work: clicks on other tasks may use the GPU meanwhile
+            objects = [o for o in ts.objects.values() if o.obj_id in obj_ids and o.obj_id in ts.session.objects]
+            final = prediction(render_objects(ts, spec, objects), version)
         if self.client is not None and final["result"]:
             self.client.post_prediction(ts.task_id, final)
         return final

@@ -10,7 +10,7 @@ from backend.converters.results import brush_result, description_result, video_r
 from backend.label_config import LabelSpec
 from backend.sessions import TaskSession, TrackedObject
 
-CHUNK = 32  # frames upsampled at once when turning logits into masks
+CHUNK = 8  # frames upsampled at once (a 1080p float chunk of 8 is ~66 MB)
 
 
 def render_objects(ts: TaskSession, spec: LabelSpec, objects: list[TrackedObject]) -> list[dict]:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from pathlib import Path
+
+from PIL import Image
 
 from backend.converters.prompts import MediaShape
 from backend.errors import BadRequest, MediaError
@@ -14,6 +17,7 @@ from backend.media import MediaFetcher
 from backend.sessions import TaskSession
 from backend.settings import Settings
 from unipixel_model.errors import MediaDecodeError
+from unipixel_model.media import IMAGE_SUFFIXES
 from unipixel_model.session import InferenceSession
 
 
@@ -45,28 +49,55 @@ def open_task_session(settings: Settings, fetcher: MediaFetcher, model, tokenize
                       spec: LabelSpec) -> TaskSession:
     """Fetch and decode the task's media once, check the limits, start a session."""
     task_id, value = task_id_of(task), media_value(task, spec)
-    if spec.mode == "frames":
-        source = _frame_dir(fetcher.fetch_many(value, task_id))
-    else:
-        source = fetcher.fetch(value, task_id)
+    paths = fetcher.fetch_many(value, task_id) if spec.mode == "frames" else [fetcher.fetch(value, task_id)]
+    check_resolution(paths[0], settings.max_pixels, task_id)  # before decoding a whole oversized video
+    source = frame_dir(paths) if spec.mode == "frames" else paths[0]
     try:
         session = InferenceSession.open(model, tokenizer, source, feature_cache_bytes=settings.feature_cache_bytes,
                                         max_frames=settings.max_frames)
     except MediaDecodeError as err:
         raise MediaError(f"task {task_id}: {err}") from None
+    finally:
+        if spec.mode == "frames":  # decoded into the session's own store: the links are no longer needed
+            shutil.rmtree(source, ignore_errors=True)
     height, width = session.frames.size_hw
-    if height * width > settings.max_pixels:
-        raise MediaError(f"task {task_id}: frames are {width}x{height} = {height * width} pixels; the limit is "
-                         f"{settings.max_pixels} (UNIPIXEL_MAX_PIXELS)")
+    check_pixels(width, height, settings.max_pixels, task_id)
     fps = session.frames.fps if spec.mode == "video" else 0.0
     ls_fps = spec.framerate(task["data"]) if spec.mode == "video" else None
     shape = MediaShape(session.frames.num_frames, height, width, fps, ls_fps)
     return TaskSession(task_id, media_key(value), session, shape)
 
 
-def _frame_dir(paths: list[Path]) -> Path:
-    """A folder of numbered links to the frame files, in task order (what load_frames reads)."""
-    folder = Path(tempfile.mkdtemp(prefix="unipixel-task-frames-"))
+def check_pixels(width: int, height: int, max_pixels: int, task_id: int) -> None:
+    if width * height > max_pixels:
+        raise MediaError(f"task {task_id}: frames are {width}x{height} = {width * height} pixels; the limit is "
+                         f"{max_pixels} (UNIPIXEL_MAX_PIXELS)")
+
+
+def check_resolution(path: Path, max_pixels: int, task_id: int) -> None:
+    """Refuse oversized media from its header (cheap), before anything is decoded."""
+    try:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            with Image.open(path) as image:
+                width, height = image.size
+        else:
+            import cv2
+
+            capture = cv2.VideoCapture(str(path))
+            width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            capture.release()
+    except (OSError, ValueError):
+        return  # undecodable: load_frames reports it with the file name
+    check_pixels(width, height, max_pixels, task_id)
+
+
+def frame_dir(paths: list[Path], folder: Path | None = None) -> Path:
+    """A folder of numbered links to the frame files, in task order (what load_frames reads);
+    a new temporary folder unless ``folder`` is given."""
+    folder = Path(tempfile.mkdtemp(prefix="unipixel-task-frames-")) if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
     for n, path in enumerate(paths, start=1):
-        (folder / f"{n:06d}{path.suffix.lower() or '.jpg'}").symlink_to(path.resolve())
+        link = folder / f"{n:06d}{path.suffix.lower() or '.jpg'}"
+        if not link.is_symlink():
+            link.symlink_to(path.resolve())
     return folder

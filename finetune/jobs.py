@@ -155,12 +155,12 @@ def _held_out(task_id: int, fraction: float) -> bool:
 
 def _labeled_task(item: GatheredAnnotation, spec, fetcher: MediaFetcher) -> LabeledTask:
     """Download the task's media once (cached) and read its size and frame count."""
-    from backend.task_media import _frame_dir
+    from backend.task_media import frame_dir, media_key
     from unipixel_model.media import load_frames
 
     value = media_value({"id": item.task_id, "data": item.data}, spec)
-    if spec.mode == "frames":
-        media = _frame_dir(fetcher.fetch_many(value, item.task_id))
+    if spec.mode == "frames":  # a stable folder of links in the media cache: samples refer to it
+        media = frame_dir(fetcher.fetch_many(value, item.task_id), fetcher.cache_dir / f"frames-{media_key(value)}")
     else:
         media = fetcher.fetch(value, item.task_id)
     frames = load_frames(media)

@@ -81,6 +81,8 @@ class InferenceSession:
     # Seconds one call may spend propagating an object; the rest waits for continue_tracking().
     # None tracks every frame before returning.
     track_budget_s: float | None = None
+    # Or one deadline (time.monotonic()) shared by every object of a call; it wins over the budget.
+    track_deadline: float | None = None
     pending: dict[int, _PendingTrack] = field(default_factory=dict)
 
     @classmethod
@@ -262,7 +264,9 @@ class InferenceSession:
                           sorted(p.frame_idx for p in prompts))
         self.pending.pop(obj_id, None)  # a new track supersedes an unfinished one
         steps = track_object(sam2, self.features, total, prompts, directions)
-        deadline = None if self.track_budget_s is None else time.monotonic() + self.track_budget_s
+        deadline = self.track_deadline
+        if deadline is None and self.track_budget_s is not None:
+            deadline = time.monotonic() + self.track_budget_s
         for pred in steps:
             _store(track, pred)
             if deadline is not None and not pred.is_conditioning and time.monotonic() > deadline:

@@ -170,3 +170,12 @@ def test_broken_published_version_keeps_the_previous_one_serving(make_client, me
                      {"result": [_click(40, 45)]})
     assert reply.status_code == 200 and reply.json["results"][0]["model_version"].endswith("@base")
     assert client.post("/setup", json={"project": "1.1"}).json["model_version"].endswith("@base")
+
+
+def test_oversized_video_is_refused_from_its_header(make_client, media_root):
+    client = make_client(max_pixels=64 * 47)  # the clip is 64x48
+    reply = _predict(client, "video_tracking", {"id": 81, "data": {"video": str(media_root / "clip.mp4")}},
+                     {"result": [{"type": "textarea", "from_name": "prompt", "to_name": "video",
+                                  "value": {"text": ["x"]}}]})
+    assert reply.status_code == 422 and "64x48" in reply.json["error"] and "UNIPIXEL_MAX_PIXELS" in reply.json["error"]
+    assert client.engine.sessions.opened == 0  # refused before any decoding

@@ -1,0 +1,613 @@
+"""The backend's cost over the bare model session, on real media (prints ratios).
+
+Usage::
+
+    PYTHONPATH=. HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_backend.py \\
+        [--model tiny|PATH|HUB_ID] [--device cpu|cuda] [--frames 32] [--long-factor 10] [--repeats 3] \\
+        [--feature-cache-mib 64] [--click-frames 8] [--threads 2]
+
+Media are written to a temporary folder: an H.264 mp4 of a square moving over a textured
+background (320x240, ``--frames`` frames at 10 fps, written with PyAV, decoded by the backend with
+OpenCV), the same frames as numbered JPEGs, and one PNG. Times are medians over ``--repeats``
+(part 1 warms up first; part 2 runs the same code paths after it), in seconds; every timed call
+that starts a task opens a fresh one, so decoding counts.
+
+1. ``predict/session``: ``POST /predict`` through a Flask test client of ``create_app`` (a
+   VideoRectangle box on LS frame 5, ``video_tracking.xml`` with ``framerate`` set to the video's
+   fps, ``describe_objects=False``, interactive budget large enough to track every frame in the
+   request) divided by the bare model calls on the same file and box:
+   ``InferenceSession.open`` + ``refer({1: BoxPrompt})`` + one box per visible frame from the masks.
+   Both use the same loaded weights and the same feature-cache cap. The excess over 1 is the
+   protocol layer (fetch, label-config parse, prompt conversion, rendering, JSON, Flask), but on
+   a shared CPU call-to-call noise can exceed it; so the script also times ``open`` and
+   ``refer`` inside each call (patched in this process only) and prints what each call spent
+   outside them, a noise-free reading of the protocol layer. Warm-up: one bare call on the
+   video, one /predict on a 6-frame video (not timed). Then, on the last request's session: the
+   time of ``render_objects`` and ``json.dumps`` as served, and again with the object made
+   visible on every frame (the square's own mask written into its track) -- random tiny weights
+   rarely see the object, so the served reply under-states rendering; ``predict/session (all
+   visible)`` swaps both sides' rendering/box times for the all-visible ones.
+2. ``second/first click``: ``image_segmentation.xml`` on the PNG, and ``video_masks.xml`` on
+   ``--click-frames`` JPEG frames (0 skips it). First call: one positive keypoint on a fresh task
+   (opens the session: decoding, LLM pass, SAM 2). Second call on the same task: the same
+   keypoint plus a negative one, which the backend applies with SAM 2 only (the script counts LLM
+   passes to check). For frame lists both calls propagate over every frame and encode one RLE
+   mask per visible frame, so the ratio is closer to 1 than for a still image.
+3. ``rle ours/sdk speed``: ``backend.converters.rle.mask_to_ls_rle`` against
+   ``label_studio_sdk.converter.brush.mask2rle`` on the 1920x1080 blob mask of
+   ``benchmarks/bench_rle.py`` (about 30 thousand runs; outputs checked byte-identical); the
+   factor by which ours is faster (best-of times).
+4. ``peak RSS long/short``: each of two fresh subprocesses loads the model, sends one
+   interactive VideoRectangle call on a video of ``--frames`` resp. ``--frames * --long-factor``
+   frames (same resolution; default settings but ``UNIPIXEL_FEATURE_CACHE_MB =
+   --feature-cache-mib`` so the feature cap is reached), waits for the background propagation
+   (``engine.background_jobs``) and reports ``ru_maxrss`` (KiB on Linux, printed in MiB). After
+   the model is loaded the child resets its high-water mark (``echo 5 > /proc/self/clear_refs``),
+   so ``peak`` is the peak while serving (it still includes the resident model) and ``growth`` =
+   peak - RSS after loading, the part that may grow with video length. This part runs first,
+   while this process is small: a child's ``ru_maxrss`` starts at its parent's peak (exec keeps
+   it), so children spawned after loading the model here would all report this process's peak.
+   ``RssAnon`` (heap, tensors) and ``RssFile`` (mapped files: libraries and the frame memmap,
+   reclaimable) at the end of each child tell where the memory sits. The design goal is
+   ``peak RSS long/short`` near 1.
+
+With ``--model tiny`` (random weights) the numbers measure plumbing, not quality; its SAM 2 is
+a real Hiera-tiny (about 50 ms per frame on 2 idle CPU cores), so the model dominates every time.
+Backend temporary files (frame memmaps, frame-list link folders) go to the script's temporary
+folder and are removed with it. On a shared machine, compare the ratios, not the seconds; with
+2 torch threads on 2 busy cores, OpenMP threads that wait for a descheduled sibling stall single
+calls by 3-30x (CPU time grows with the wall time), and ``--threads 1`` gives steadier numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import wait
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+WIDTH, HEIGHT, FPS = 320, 240, 10
+SQUARE = 64
+PROMPT_LS_FRAME = 5  # 1-based LS frame of the VideoRectangle keyframe
+
+
+# ---- media --------------------------------------------------------------------------------
+def square_box(i: int) -> tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) of the square on frame ``i``: bounces left-right, 4 px per frame."""
+    span = WIDTH - SQUARE - 32
+    p = (4 * i) % (2 * span)
+    x = 16 + (p if p <= span else 2 * span - p)
+    y = (HEIGHT - SQUARE) // 2
+    return x, y, x + SQUARE, y + SQUARE
+
+
+_BACKGROUND = np.random.default_rng(0).integers(10, 70, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+def square_frame(i: int) -> np.ndarray:
+    frame = _BACKGROUND.copy()
+    x1, y1, x2, y2 = square_box(i)
+    frame[y1:y2, x1:x2] = (230, 200, 40)
+    return frame
+
+
+def write_video(path: Path, count: int) -> Path:
+    """H.264 mp4 (yuv420p, what browsers play) with ``count`` frames at ``FPS``."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for i in range(count):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(square_frame(i), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_frames(folder: Path, count: int) -> list[str]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"{i + 1:05d}.jpg"
+        Image.fromarray(square_frame(i)).save(path, quality=95)
+        paths.append(str(path))
+    return paths
+
+
+def write_image(path: Path) -> Path:
+    from PIL import Image
+
+    Image.fromarray(square_frame(3)).save(path)
+    return path
+
+
+# ---- Label Studio requests ----------------------------------------------------------------
+def config(name: str, framerate: float | None = None) -> str:
+    xml = (ROOT / "label_config" / f"{name}.xml").read_text()
+    if framerate is not None:
+        xml = xml.replace('framerate="25"', f'framerate="{framerate:g}"')
+    return xml
+
+
+def prompt_box_px() -> tuple[int, int, int, int]:
+    """The square on the prompt frame with an 8 px margin."""
+    x1, y1, x2, y2 = square_box(PROMPT_LS_FRAME - 1)
+    return x1 - 8, y1 - 8, x2 + 8, y2 + 8
+
+
+def video_rectangle(num_frames: int) -> dict:
+    x1, y1, x2, y2 = prompt_box_px()
+    key = {"frame": PROMPT_LS_FRAME, "enabled": True, "rotation": 0, "time": (PROMPT_LS_FRAME - 1) / FPS,
+           "x": x1 * 100 / WIDTH, "y": y1 * 100 / HEIGHT, "width": (x2 - x1) * 100 / WIDTH,
+           "height": (y2 - y1) * 100 / HEIGHT}
+    return {"id": "vr1", "from_name": "box", "to_name": "video", "type": "videorectangle", "origin": "manual",
+            "value": {"framesCount": num_frames, "duration": num_frames / FPS, "labels": ["Object"],
+                      "sequence": [key]}}
+
+
+def keypoint(x_px: float, y_px: float, positive: bool, rid: str, to_name: str, item_index: int | None) -> dict:
+    item = {"id": rid, "from_name": "click", "to_name": to_name, "type": "keypointlabels", "origin": "manual",
+            "original_width": WIDTH, "original_height": HEIGHT, "image_rotation": 0, "is_positive": positive,
+            "value": {"x": x_px * 100 / WIDTH, "y": y_px * 100 / HEIGHT, "width": 0.5,
+                      "keypointlabels": ["Object"]}}
+    if item_index is not None:
+        item["item_index"] = item_index
+    return item
+
+
+def predict_body(task_id: int, data: dict, label_config: str, regions: list[dict]) -> dict:
+    return {"tasks": [{"id": task_id, "data": data}], "label_config": label_config, "project": "1.1700000000",
+            "params": {"login": None, "password": None, "context": {"result": regions}}}
+
+
+def post(client, body: dict) -> tuple[float, dict, int]:
+    """(seconds, reply JSON, reply bytes) of one /predict."""
+    start = time.perf_counter()
+    reply = client.post("/predict", json=body)
+    elapsed = time.perf_counter() - start
+    if reply.status_code != 200:
+        raise SystemExit(f"/predict answered {reply.status_code}: {reply.get_data(as_text=True)[:500]}")
+    return elapsed, reply.get_json(), len(reply.get_data())
+
+
+# ---- backend plumbing ---------------------------------------------------------------------
+def make_settings(args, work: Path, **overrides):
+    from backend.settings import Settings
+
+    base = dict(model=args.model, device=args.device, local_roots=(work,), media_cache_dir=work / "cache",
+                data_dir=work / "data", model_dir=work / "models", redis_url="redis://127.0.0.1:9/0",
+                describe_objects=False, feature_cache_bytes=args.feature_cache_mib << 20)
+    base.update(overrides)
+    return Settings(**base)
+
+
+def make_client(settings, shared=None):
+    """(Flask test client, engine); the engine serves ``shared``'s weights when given."""
+    from backend.api import create_app
+    from backend.engine import Engine
+
+    engine = Engine(settings)
+    if shared is not None:
+        engine.share_model(shared)
+    else:
+        with engine.gpu:
+            engine.model()
+    return create_app(settings, engine).test_client(), engine
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def use_square_track(ts, obj_id: int) -> None:
+    """Make object ``obj_id`` of ``ts`` visible on every frame with the square's own mask as logits
+    (random tiny weights rarely see the object, which would leave nothing to render)."""
+    import torch
+
+    track = ts.session.objects[obj_id].track
+    total, side = track.num_frames, track.low_res_logits.shape[-1]
+    logits = torch.full((total, side, side), -8.0)
+    for f in range(total):
+        x1, y1, x2, y2 = square_box(f)
+        logits[f, y1 * side // HEIGHT:y2 * side // HEIGHT, x1 * side // WIDTH:x2 * side // WIDTH] = 8.0
+    track.low_res_logits, track.object_scores, track.ious = logits, torch.ones(total), torch.full((total,), 0.9)
+
+
+def time_render(ts, spec, objects) -> tuple[float, float, int]:
+    """Median seconds of ``render_objects`` and of ``json.dumps`` of its output, and the JSON bytes."""
+    from backend.render import render_objects
+
+    render_s, json_s, size = [], [], 0
+    for _ in range(3):
+        start = time.perf_counter()
+        rendered = render_objects(ts, spec, objects)
+        render_s.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        size = len(json.dumps({"results": [{"result": rendered}]}))
+        json_s.append(time.perf_counter() - start)
+    return median(render_s), median(json_s), size
+
+
+def bare_boxes(track) -> tuple[dict, float]:
+    """The bare call's output step: one box per visible frame from ``track.mask`` (and its seconds)."""
+    from backend.converters.geometry import mask_to_box_px
+
+    start = time.perf_counter()
+    boxes = {f: mask_to_box_px(track.mask(f)) for f in track.frame_idx if track.visible(f)}
+    return boxes, time.perf_counter() - start
+
+
+# ---- 1. /predict vs the bare session ------------------------------------------------------
+class ModelTimer:
+    """Times ``InferenceSession.open`` and ``.refer`` wherever they are called from (the backend
+    included), so the protocol layer's share of a /predict can be read inside that very call."""
+
+    def __init__(self) -> None:
+        from unipixel_model.session import InferenceSession
+
+        self.cls, self.seconds = InferenceSession, 0.0
+        self.saved = {name: InferenceSession.__dict__[name] for name in ("open", "refer")}
+
+    def __enter__(self) -> "ModelTimer":
+        def timed(fn):
+            def wrapper(*args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - start
+            return wrapper
+
+        self.cls.open = classmethod(timed(self.saved["open"].__func__))
+        self.cls.refer = timed(self.saved["refer"])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, attr in self.saved.items():
+            setattr(self.cls, name, attr)
+
+
+def bench_predict_vs_session(args, work: Path, engine0) -> dict:
+    from backend.label_config import parse_label_config
+    from unipixel_model.session import InferenceSession
+    from unipixel_model.types import BoxPrompt
+
+    warm_video = write_video(work / "warm.mp4", 6)
+    video = write_video(work / "square.mp4", args.frames)
+    # A budget no call reaches: /predict tracks every frame in the request, as the bare call does.
+    settings = make_settings(args, work, interactive_budget_s=1e9)
+    client, engine = make_client(settings, engine0)
+    model, tokenizer = engine0.model()
+    cfg = config("video_tracking", FPS)
+    x1, y1, x2, y2 = prompt_box_px()
+    box = BoxPrompt(float(x1), float(y1), float(x2), float(y2), PROMPT_LS_FRAME - 1)
+    task_ids = iter(range(1000, 2000))
+    last_task = [0]
+
+    def bare(path: Path = video) -> tuple[float, dict]:
+        start = time.perf_counter()
+        session = InferenceSession.open(model, tokenizer, str(path), feature_cache_bytes=settings.feature_cache_bytes,
+                                        max_frames=settings.max_frames)
+        track = session.refer({1: box}).tracks[0]
+        boxes, _ = bare_boxes(track)
+        sync(args.device)
+        return time.perf_counter() - start, boxes
+
+    def via_api(path: Path = video, frames: int = args.frames) -> tuple[float, dict, int]:
+        last_task[0] = next(task_ids)
+        return post(client, predict_body(last_task[0], {"video": str(path)}, cfg, [video_rectangle(frames)]))
+
+    # Warm-up: the model path on the full video (SAM 2's memory reaches its full size only after
+    # a few dozen frames), the protocol path on a short one.
+    bare()
+    via_api(warm_video, 6)
+    bare_s, api_s, bare_rest, api_rest = [], [], [], []
+    for r in range(args.repeats):
+        for fn in ((bare, via_api) if r % 2 == 0 else (via_api, bare)):
+            with ModelTimer() as timer:
+                out = fn()
+            if fn is bare:
+                bare_s.append(out[0])
+                bare_rest.append(out[0] - timer.seconds)
+                boxes = out[1]
+            else:
+                api_s.append(out[0])
+                api_rest.append(out[0] - timer.seconds)
+                reply, reply_bytes = out[1], out[2]
+    # Same answer both ways? (LS fps == media fps, so LS frame = frame_idx + 1.)
+    regions = [r for r in reply["results"][0]["result"] if r["type"] == "videorectangle"]
+    keyframes = {k["frame"] - 1 for k in regions[0]["value"]["sequence"]} if regions else set()
+
+    ts = engine.sessions.peek(last_task[0])  # the last request's session
+    spec = parse_label_config(cfg)
+    objects = list(ts.objects.values())
+    track = ts.session.objects[objects[0].obj_id].track
+    served = time_render(ts, spec, objects)
+    served_boxes_s = bare_boxes(track)[1]
+    use_square_track(ts, objects[0].obj_id)
+    full = time_render(ts, spec, objects)
+    full_boxes_s = bare_boxes(ts.session.objects[objects[0].obj_id].track)[1]
+    return {"bare_s": median(bare_s), "api_s": median(api_s), "same": keyframes == set(boxes),
+            "visible": len(boxes), "keyframes": len(keyframes), "reply_bytes": reply_bytes,
+            "served": served, "served_boxes_s": served_boxes_s, "full": full, "full_boxes_s": full_boxes_s,
+            "bare_all": bare_s, "api_all": api_s, "bare_rest_s": median(bare_rest), "api_rest_s": median(api_rest)}
+
+
+# ---- 2. second click vs first click -------------------------------------------------------
+def bench_clicks(args, work: Path, engine0) -> dict:
+    from backend.label_config import parse_label_config
+
+    settings = make_settings(args, work, interactive_budget_s=1e9)
+    client, engine = make_client(settings, engine0)
+    cases = {"image": (config("image_segmentation"), {"image": str(write_image(work / "square.png"))}, "image",
+                       None, square_box(3))}
+    if args.click_frames:
+        frames = write_frames(work / "frames", args.click_frames)
+        cases["frames"] = (config("video_masks"), {"frames": frames}, "frames", 0, square_box(0))
+    task_ids = iter(range(3000, 4000))
+    out = {}
+    for name, (cfg, data, to_name, item_index, (x1, y1, x2, y2)) in cases.items():
+        pos = keypoint((x1 + x2) / 2, (y1 + y2) / 2, True, "k1", to_name, item_index)
+        neg = keypoint(x1 + 6, y1 + 6, False, "k2", to_name, item_index)  # inside the square's corner
+        first_s, second_s, llm_passes = [], [], []
+        for _ in range(args.repeats):  # no warm-up: part 1 ran the same code paths
+            task_id = next(task_ids)
+            t1, _, _ = post(client, predict_body(task_id, data, cfg, [pos]))
+            ts = engine.sessions.peek(task_id)
+            calls = []
+            original = ts.session._llm
+            ts.session._llm = lambda *a, _o=original, **k: calls.append(1) or _o(*a, **k)  # spy: counts LLM passes
+            t2, reply, _ = post(client, predict_body(task_id, data, cfg, [pos, neg]))
+            first_s.append(t1)
+            second_s.append(t2)
+            llm_passes.append(len(calls))
+        masks = sum(1 for res in reply["results"][0]["result"] if res["type"] == "brushlabels")
+        row = {"first_s": median(first_s), "second_s": median(second_s), "llm_passes": max(llm_passes),
+               "masks": masks, "frames": ts.session.frames.num_frames}
+        if name == "frames":  # the RLE side of a reply: one mask per frame once the object is seen
+            objects = list(ts.objects.values())
+            use_square_track(ts, objects[0].obj_id)
+            row["full"] = time_render(ts, parse_label_config(cfg), objects)
+        out[name] = row
+    return out
+
+
+# ---- 3. RLE -------------------------------------------------------------------------------
+def bench_rle() -> dict:
+    from label_studio_sdk.converter import brush
+
+    from backend.converters.rle import mask_to_ls_rle
+    from benchmarks.bench_rle import best_ms, blob_mask, count_runs  # it has no timing function to call
+
+    mask = blob_mask(800, 0)
+    mask_u8 = mask.astype(np.uint8) * 255
+    ours = mask_to_ls_rle(mask)
+    identical = ours == brush.mask2rle(mask_u8)
+    ours_ms = best_ms(lambda: mask_to_ls_rle(mask), 20)
+    sdk_ms = best_ms(lambda: brush.mask2rle(mask_u8), 2)
+    return {"runs": count_runs(mask), "ours_ms": ours_ms, "sdk_ms": sdk_ms, "identical": identical,
+            "bytes": len(ours)}
+
+
+# ---- 4. peak memory, one fresh process per length -----------------------------------------
+def rss_status() -> dict:
+    """Current VmRSS / RssAnon / RssFile and VmHWM of this process, in MiB (Linux)."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "VmHWM", "VmRSS"):
+            out[key] = int(value.split()[0]) / 1024
+    return out
+
+
+def maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(args) -> dict:
+    """One interactive call on ``args.child_video`` in this (fresh) process; peak RSS after it."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    video = Path(args.child_video)
+    with tempfile.TemporaryDirectory(prefix="bench-backend-child-") as tmp:
+        work = Path(tmp)
+        tempfile.tempdir = tmp  # the backend's frame memmap and logit files land here
+        settings = make_settings(args, video.parent, media_cache_dir=work / "cache", data_dir=work / "data",
+                                 model_dir=work / "models")
+        client, engine = make_client(settings)
+        load_peak = maxrss_mib()
+        gc.collect()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
+            reset = True
+        except OSError:
+            reset = False
+        loaded = rss_status()["VmRSS"]
+        body = predict_body(1, {"video": str(video)}, config("video_tracking", FPS),
+                            [video_rectangle(args.child_frames)])
+        predict_s, reply, reply_bytes = post(client, body)
+        start = time.perf_counter()
+        jobs = list(engine.background_jobs)
+        wait(jobs)
+        for job in jobs:
+            job.result()  # re-raises a failed propagation
+        background_s = time.perf_counter() - start
+        ts = engine.sessions.peek(1)
+        track = next(iter(ts.session.objects.values())).track
+        row = {"frames": ts.session.frames.num_frames, "load_peak_mib": load_peak, "loaded_mib": loaded,
+               "peak_mib": maxrss_mib(), "reset": reset, "predict_s": predict_s, "background_jobs": len(jobs),
+               "background_s": background_s, "tracked": len(track.frame_idx), "reply_bytes": reply_bytes,
+               "feature_cache_mib": ts.session.features.nbytes / 2 ** 20,
+               "encoded_frames": ts.session.features.encoded_frames,
+               "logits_mib": track.low_res_logits.numel() * track.low_res_logits.element_size() / 2 ** 20,
+               **rss_status()}
+        engine.sessions.clear()
+        del ts, track
+        gc.collect()
+    return row
+
+
+def bench_memory(args, work: Path) -> list[dict]:
+    rows = []
+    for count in (args.frames, args.frames * args.long_factor):
+        video = write_video(work / f"mem-{count}.mp4", count)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--model", args.model, "--device", args.device,
+               "--threads", str(args.threads), "--feature-cache-mib", str(args.feature_cache_mib),
+               "--child-video", str(video), "--child-frames", str(count)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"child for {count} frames failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+# ---- main ---------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny", help="tiny (random, offline), a checkpoint dir or a hub id")
+    parser.add_argument("--frames", type=int, default=32, help="frames of the video in parts 1 and 4")
+    parser.add_argument("--long-factor", type=int, default=10, help="long video = frames x this (part 4)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--feature-cache-mib", type=int, default=64, help="UNIPIXEL_FEATURE_CACHE_MB, every part")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (1: steadier on a busy CPU)")
+    parser.add_argument("--click-frames", type=int, default=8, help="frame-list length in part 2 (0: image only)")
+    parser.add_argument("--child-video", help=argparse.SUPPRESS)
+    parser.add_argument("--child-frames", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.frames < PROMPT_LS_FRAME:
+        parser.error(f"--frames must be >= {PROMPT_LS_FRAME} (the box is drawn on LS frame {PROMPT_LS_FRAME})")
+    if args.child_video:
+        print(json.dumps(run_child(args)))
+        return 0
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-backend-") as tmp:
+        work = Path(tmp)
+        (work / "tmp").mkdir()
+        tempfile.tempdir = str(work / "tmp")  # backend temp files (memmaps, frame-list links) go away with us
+
+        # [4] first, while this process is small (a child's ru_maxrss starts at its parent's peak).
+        rows = bench_memory(args, work)
+
+        import torch
+
+        from backend.engine import Engine
+
+        torch.set_num_threads(args.threads)
+        print(f"device {args.device}, model {args.model}, torch {torch.__version__}, "
+              f"threads {torch.get_num_threads()}, media {WIDTH}x{HEIGHT} @ {FPS} fps, repeats {args.repeats} "
+              f"(median), feature cache {args.feature_cache_mib} MiB, load avg {_loadavg()}")
+        start = time.perf_counter()
+        engine0 = Engine(make_settings(args, work))
+        with engine0.gpu:
+            engine0.model()
+        print(f"model loaded in {time.perf_counter() - start:.1f} s")
+
+        p = bench_predict_vs_session(args, work, engine0)
+        c = bench_clicks(args, work, engine0)
+        r = bench_rle()
+        gc.collect()  # close the sessions' temporary files before their folder goes
+
+    ratio = p["api_s"] / p["bare_s"]
+    (render_s, json_s, _), (full_render_s, full_json_s, full_bytes) = p["served"], p["full"]
+    ratio_full = (p["api_s"] - render_s - json_s + full_render_s + full_json_s) / \
+        (p["bare_s"] - p["served_boxes_s"] + p["full_boxes_s"])
+    print(f"\n[1] video box on LS frame {PROMPT_LS_FRAME}, {args.frames} frames: /predict {p['api_s']:.3f} s, "
+          f"bare session {p['bare_s']:.3f} s (all: api {', '.join(f'{t:.3f}' for t in p['api_all'])}; "
+          f"bare {', '.join(f'{t:.3f}' for t in p['bare_all'])})")
+    print(f"    outside open+refer, inside the same calls: /predict {p['api_rest_s'] * 1e3:.1f} ms "
+          f"({p['api_rest_s'] / p['api_s']:.1%} of it; fetch, config, prompts, registry, render, JSON, Flask), "
+          f"bare {p['bare_rest_s'] * 1e3:.1f} ms (boxes)")
+    print(f"    predict/session = {ratio:.2f} (overhead {p['api_s'] - p['bare_s']:+.3f} s); same boxed frames "
+          f"both ways: {'yes' if p['same'] else 'NO'} ({p['keyframes']} keyframes in the reply, {p['visible']} bare "
+          f"boxes: random tiny weights), reply {p['reply_bytes']} bytes")
+    print(f"    as served: render_objects {render_s * 1e3:.1f} ms + json {json_s * 1e3:.2f} ms, bare boxes "
+          f"{p['served_boxes_s'] * 1e3:.1f} ms")
+    print(f"    visible on all {args.frames} frames: render_objects {full_render_s * 1e3:.1f} ms "
+          f"({full_render_s / args.frames * 1e3:.2f} ms/frame) + json {full_json_s * 1e3:.2f} ms ({full_bytes} bytes), "
+          f"bare boxes {p['full_boxes_s'] * 1e3:.1f} ms -> predict/session (all visible) = {ratio_full:.2f}")
+
+    print("\n[2] clicks (first: 1 positive keypoint on a fresh task; second: + 1 negative keypoint, same task)")
+    for name, row in c.items():
+        what = "PNG" if name == "image" else f"{row['frames']} JPEG frames"
+        print(f"    {name:6s} ({what}): first {row['first_s']:.3f} s, second {row['second_s']:.3f} s, "
+              f"second/first = {row['second_s'] / row['first_s']:.2f}; LLM passes in second call: "
+              f"{row['llm_passes']}; masks in reply: {row['masks']}")
+        if "full" in row:
+            print(f"           visible on all {row['frames']} frames: render_objects {row['full'][0] * 1e3:.1f} ms "
+                  f"({row['full'][0] / row['frames'] * 1e3:.2f} ms per {WIDTH}x{HEIGHT} RLE mask), json "
+                  f"{row['full'][1] * 1e3:.2f} ms")
+
+    print(f"\n[3] rle encode 1920x1080 ({r['runs']} runs, {r['bytes']} bytes, byte-identical: "
+          f"{'yes' if r['identical'] else 'NO'}): ours {r['ours_ms']:.2f} ms, sdk {r['sdk_ms']:.1f} ms, "
+          f"ours/sdk speed = {r['sdk_ms'] / r['ours_ms']:.1f}x")
+
+    short, long_ = rows
+    print("\n[4] one interactive video box per fresh process (run first), background propagation awaited; MiB")
+    if not (short["reset"] and long_["reset"]):
+        print("    (/proc/self/clear_refs not writable: peak includes the model-loading peak)")
+    print(f"    {'frames':>6} {'load pk':>7} {'loaded':>7} {'peak':>6} {'growth':>6} {'RssAnon':>7} {'RssFile':>7} "
+          f"{'feat':>5} {'encoded':>7} {'logits':>6} {'predict s':>9} {'bg jobs':>7} {'bg s':>6} {'tracked':>7}")
+    for row in rows:
+        print(f"    {row['frames']:>6} {row['load_peak_mib']:7.0f} {row['loaded_mib']:7.0f} {row['peak_mib']:6.0f} "
+              f"{row['peak_mib'] - row['loaded_mib']:6.0f} {row['RssAnon']:7.0f} {row['RssFile']:7.0f} "
+              f"{row['feature_cache_mib']:5.0f} {row['encoded_frames']:7d} {row['logits_mib']:6.1f} "
+              f"{row['predict_s']:9.2f} {row['background_jobs']:7d} {row['background_s']:6.2f} {row['tracked']:7d}")
+    growth_short = max(short["peak_mib"] - short["loaded_mib"], 1.0)
+    growth_long = long_["peak_mib"] - long_["loaded_mib"]
+
+    image = c["image"]
+    print("\nsummary")
+    print(f"device = {args.device}, model = {args.model}, torch threads = {torch.get_num_threads()}")
+    print(f"predict/session = {ratio:.2f} ({args.frames}-frame video box; {p['api_s']:.3f} s vs {p['bare_s']:.3f} s)")
+    print(f"predict/session (all visible) = {ratio_full:.2f} (rendering re-timed with a box on every frame)")
+    print(f"second/first click = {image['second_s'] / image['first_s']:.2f} (image; "
+          f"{image['second_s']:.3f} s vs {image['first_s']:.3f} s)")
+    if "frames" in c:
+        frames = c["frames"]
+        print(f"second/first click = {frames['second_s'] / frames['first_s']:.2f} ({frames['frames']} frames; "
+              f"{frames['second_s']:.3f} s vs {frames['first_s']:.3f} s)")
+    print(f"rle ours/sdk speed = {r['sdk_ms'] / r['ours_ms']:.1f}x")
+    print(f"peak RSS long/short = {long_['peak_mib'] / short['peak_mib']:.2f} (x{args.long_factor} frames; "
+          f"{long_['peak_mib']:.0f} vs {short['peak_mib']:.0f} MiB)")
+    print(f"RSS growth long/short = {growth_long / growth_short:.2f} (x{args.long_factor} frames; "
+          f"{growth_long:.0f} vs {growth_short:.0f} MiB above the loaded model)")
+    print(f"total {time.perf_counter() - started:.0f} s, load avg {_loadavg()}")
+    return 0
+
+
+def _loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
