@@ -129,6 +129,12 @@ def test_e2e_image_configs_and_fine_tune_loop(label_studio, backend_server, e2e_
                 "value": {"text": ["the animal"]}}
         reply = _interactive(ls, ml_id, task["id"], {"result": [text]})
         assert any(r["type"] == "brushlabels" for r in reply["data"]["result"])
+        ls.request("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+                   {"selectedItems": {"all": True, "excluded": []}}, timeout_s=120)  # batch: the task's query
+        (stored,) = _predictions(ls, task["id"])
+        assert stored["model_version"].startswith("tiny@") and stored["score"] is not None
+        assert [r["type"] for r in stored["result"]][0] == "brushlabels"
+        assert all(r["original_width"] == W and "score" in r for r in stored["result"] if r["type"] == "brushlabels")
         results[name] = (project, ml_id, task)
 
     project, ml_id, task = results["referring_expressions"]

@@ -114,3 +114,64 @@ def test_samples_and_publish_commands_for_hand_runs(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "finetune", "publish", "--project", "12", "--adapter", str(tmp_path)],
                          cwd=REPO, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "adapter_config.json" in bad.stderr
+
+
+def _square_project(tmp_path: Path, project: int, tasks: int) -> None:
+    """An image project in the referring-expressions config, labeled in the local record."""
+    from tests.integration.backend_media import square_frame, write_image
+
+    record = AnnotationRecord(tmp_path / "data", project)
+    record.save_config(config("referring_expressions"))
+    items = []
+    for n in range(tasks):
+        image = write_image(tmp_path / f"img{n}.png")
+        mask = square_frame(3)[..., 0] > 100
+        result = [{"id": f"r{n}", "from_name": "mask", "to_name": "image", "type": "brushlabels",
+                   "original_width": WIDTH, "original_height": HEIGHT,
+                   "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Region"]}},
+                  {"id": f"r{n}", "from_name": "description", "to_name": "image", "type": "textarea",
+                   "value": {"text": ["a yellow square"]}},
+                  {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": ["yellow square"]}}]
+        items.append(GatheredAnnotation(200 + n, {"image": str(image)}, 900 + n, result, "2026-11-21"))
+    record.append(items)
+
+
+def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_path, tiny_checkpoint):
+    """Held-out J&F and text F1 are computed before and after; an impossible bar publishes nothing."""
+    import dataclasses
+
+    from backend.settings import Settings
+    from finetune.jobs import FinetuneRun
+
+    _square_project(tmp_path, 13, tasks=6)
+    settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
+                        local_roots=(tmp_path,), media_cache_dir=tmp_path / "media")
+    overrides = {"holdout_fraction": 0.5, "max_steps": 2, "min_improvement": 10.0}
+    run = FinetuneRun(settings, {"project_id": 13, "recipe": "tiny", "recipe_overrides": overrides})
+    assert dataclasses.asdict(run.recipe)["min_improvement"] == 10.0
+    summary = run.execute()
+    assert summary["status"].startswith("not published") and summary["holdout_samples"] > 0
+    for when in ("before", "after"):
+        scores = summary[when]
+        assert scores["num_seg"] > 0 and 0.0 <= scores["jf"] <= 1.0
+        assert scores["num_text"] > 0 and 0.0 <= scores["text"] <= 1.0
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_run_command_fine_tunes_by_hand(tmp_path, tiny_checkpoint):
+    import yaml
+
+    _square_project(tmp_path, 14, tasks=2)
+    recipe = yaml.safe_load((REPO / "finetune/configs/tiny.yaml").read_text())
+    recipe.update(max_steps=2, holdout_fraction=0.0)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    env = {"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "UNIPIXEL_MODEL": str(tiny_checkpoint),
+           "UNIPIXEL_DATA_DIR": str(tmp_path / "data"), "UNIPIXEL_LOCAL_ROOTS": str(tmp_path),
+           "MODEL_DIR": str(tmp_path / "models"), "LABEL_STUDIO_URL": "", "PATH": "/usr/bin:/bin",
+           "OMP_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-m", "finetune", "run", "--project", "14", "--recipe",
+                          str(tmp_path / "r.yaml")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["status"] == "published" and summary["source"] == "local record" and summary["steps"] == 2
+    assert (tmp_path / "models" / "latest").read_text().strip() == summary["version"]
