@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from backend.errors import Busy
+from backend.ls_client import LabelStudioClient
 from backend.sessions import SessionRegistry
 from backend.settings import Settings
 from backend.versions import VersionStore
@@ -39,6 +40,9 @@ class Engine:
         self._active_version: str | None = None
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unipixel-propagate")
         self.background_jobs: list[Future] = []
+        self.ls_client: LabelStudioClient | None = None
+        if settings.label_studio_url:  # one client per process: a PAT's access token is refreshed once, not per call
+            self.ls_client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
 
     # ---- model -----------------------------------------------------------------------------
     @property

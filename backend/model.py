@@ -14,7 +14,6 @@ from backend.converters.results import prediction
 from backend.engine import Engine
 from backend.errors import BackendError, BadRequest
 from backend.label_config import LabelSpec, parse_label_config
-from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
 from backend.render import render_objects
 from backend.sessions import TaskSession
@@ -37,11 +36,8 @@ class UniPixelBackend:
         self.engine, self.settings = engine, engine.settings
         self.project_id, self.label_config = project_id, label_config
         self.model_version = ""
-        client = None
-        if self.settings.label_studio_url:
-            client = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key)
-        self.client = client
-        self.fetcher = MediaFetcher(self.settings, client)
+        self.client = engine.ls_client
+        self.fetcher = MediaFetcher(self.settings, self.client)
         self.setup()
 
     def setup(self) -> None:
