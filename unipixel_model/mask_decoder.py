@@ -85,7 +85,7 @@ def _prune(memory: dict, frame_idx: int, keep: int, direction: str, start: int) 
     Frames within ``keep`` after ``start`` stay: the backward pass reads them, as SAM 2's does.
     """
     stale = [f for f in memory["non_cond_frame_outputs"]
-             if (start + keep < f < frame_idx - keep if direction == FORWARD else f > frame_idx + keep)]
+             if (start + keep < f < frame_idx - keep if direction == FORWARD else frame_idx + keep < f < start)]
     for f in stale:
         del memory["non_cond_frame_outputs"][f]
 
@@ -93,7 +93,7 @@ def _prune(memory: dict, frame_idx: int, keep: int, direction: str, start: int) 
 @torch.no_grad()
 def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_frames: int,
                  prompts: list[ConditioningPrompt], directions: tuple[str, ...] = (FORWARD, BACKWARD),
-                 ) -> Iterator[FramePrediction]:
+                 interleave: bool = True) -> Iterator[FramePrediction]:
     """Segment one object on its prompted frames, then propagate.
 
     Args:
@@ -102,9 +102,11 @@ def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], n
         num_frames: frames in the video (SAM 2 normalises pointer distances with it).
         prompts: at least one; several on one frame are not allowed (merge them first).
         directions: ``forward`` tracks frames after the earliest prompt, ``backward`` frames before it.
+        interleave: alternate the two directions after the first frames (see :func:`_schedule`;
+            the masks are the same either way, only the order differs).
     Yields:
         One :class:`FramePrediction` per frame: conditioning frames first (in frame order), then
-        forward frames ascending, then backward frames descending.
+        the propagated frames (forward ascending, backward descending; interleaved by default).
     """
     if not prompts:
         raise ValueError("track_object needs at least one prompt")
@@ -115,18 +117,45 @@ def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], n
         yield _prediction(prompt.frame_idx, out, True)
     start = min(memory["cond_frame_outputs"])
     keep = max(sam2.num_maskmem, sam2.max_obj_ptrs_in_encoder)
-    for direction in directions:
-        frames = range(start + 1, num_frames) if direction == FORWARD else range(start - 1, -1, -1)
-        reverse = direction == BACKWARD
-        for frame_idx in frames:
-            if frame_idx in memory["cond_frame_outputs"]:
-                continue
-            out = _step(sam2, features, num_frames, memory, frame_idx, False, reverse, None)
-            memory["non_cond_frame_outputs"][frame_idx] = out
-            yield _prediction(frame_idx, out, False)
-            _prune(memory, frame_idx, keep, direction, start)
-        for f in [f for f in memory["non_cond_frame_outputs"] if f > start + keep or f < start]:
-            del memory["non_cond_frame_outputs"][f]  # keep what the backward pass reads
+    for frame_idx, direction in _schedule(start, num_frames, directions, keep, interleave):
+        if frame_idx in memory["cond_frame_outputs"]:
+            continue
+        out = _step(sam2, features, num_frames, memory, frame_idx, False, direction == BACKWARD, None)
+        memory["non_cond_frame_outputs"][frame_idx] = out
+        yield _prediction(frame_idx, out, False)
+        _prune(memory, frame_idx, keep, direction, start)
+
+
+def _schedule(start: int, num_frames: int, directions: tuple[str, ...], keep: int,
+              interleave: bool) -> Iterator[tuple[int, str]]:
+    """The order frames are tracked in: (frame_idx, direction).
+
+    Sequential: all forward frames, then all backward ones (SAM 2's order). Interleaved: the first
+    ``keep`` forward frames, then one forward and one backward frame in turn. Both give identical
+    masks: a forward frame reads at most ``keep`` frames back, so once the forward pass is past
+    ``start + keep`` it never reads a backward output, and the backward pass reads only frames up
+    to ``start + keep``, which are done before it starts. Interleaving makes a budget-limited call
+    return the frames on both sides of the prompt.
+    """
+    forward = iter(range(start + 1, num_frames)) if FORWARD in directions else iter(())
+    backward = iter(range(start - 1, -1, -1)) if BACKWARD in directions else iter(())
+    if not interleave:
+        yield from ((f, FORWARD) for f in forward)
+        yield from ((f, BACKWARD) for f in backward)
+        return
+    for _ in range(keep):
+        frame = next(forward, None)
+        if frame is None:
+            break
+        yield frame, FORWARD
+    pending = [(forward, FORWARD), (backward, BACKWARD)]
+    while pending:
+        for source, direction in list(pending):
+            frame = next(source, None)
+            if frame is None:
+                pending.remove((source, direction))
+            else:
+                yield frame, direction
 
 
 def _step(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_frames: int, memory: dict,
