@@ -8,6 +8,7 @@ on disk and the next run gathers every annotation from Label Studio anyway.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from backend.errors import BadRequest, QueueUnavailable
 from backend.settings import Settings
 
 REDIS_TIMEOUT_S = 0.4  # LS gives webhooks 1 s
+logger = logging.getLogger(__name__)
 
 
 def project_id_of(data: dict) -> int:
@@ -54,7 +56,10 @@ def handle_event(settings: Settings, event: str, data: dict) -> dict:
     from finetune.queue import QueuePolicy, TrainingQueue
 
     project_id = project_id_of(data)
-    record_event(settings, event, data, project_id)
+    try:
+        record_event(settings, event, data, project_id)
+    except OSError as err:  # a full or read-only disk must not drop the event: Redis and LS still have it
+        logger.warning("cannot record %s for project %d in %s: %s", event, project_id, settings.data_dir, err)
     policy = QueuePolicy(settings.train_every_n, settings.train_every_minutes, settings.train_job_timeout_s,
                          settings.train_recipe)
     redis = Redis.from_url(settings.redis_url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)

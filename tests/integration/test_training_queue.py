@@ -79,3 +79,12 @@ def test_redis_down_webhook_503_predict_works_and_event_is_kept(queue_client, re
         redis_server.start()
     record = AnnotationRecord(tmp_path / "data", 7)
     assert [a.annotation_id for a in record.latest()] == [41]  # the next run gathers it offline too
+
+
+def test_unwritable_record_still_queues_the_event(make_client, redis_server, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data dir should be")
+    Redis.from_url(redis_server.url).flushall()
+    client = make_client(redis_url=redis_server.url, train_queue="train-test", train_every_n=1, data_dir=blocker)
+    reply = client.post("/webhook", json=_event("ANNOTATION_CREATED", annotation_id=77))
+    assert reply.status_code == 201 and reply.json["result"]["status"] == "queued"
