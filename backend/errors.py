@@ -43,6 +43,12 @@ class MediaUnavailable(MediaError):
     status = 424
 
 
+class LabelStudioError(BackendError):
+    """Label Studio refused or could not take a call of ours (token refresh, storing a prediction)."""
+
+    status = 424
+
+
 class Busy(BackendError):
     """Too many requests are waiting for the model."""
 

@@ -15,7 +15,7 @@ import time
 
 import requests
 
-from backend.errors import MediaUnavailable
+from backend.errors import LabelStudioError
 
 logger = logging.getLogger(__name__)
 TIMEOUT_S = (5, 60)  # (connect, read)
@@ -65,10 +65,10 @@ class LabelStudioClient:
         try:
             reply = self.http.post(f"{self.url}/api/token/refresh", json={"refresh": self.api_key}, timeout=TIMEOUT_S)
         except requests.RequestException as err:
-            raise MediaUnavailable(f"cannot reach Label Studio at {self.url} to refresh the access token: {err}; "
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url} to refresh the access token: {err}; "
                                    "check LABEL_STUDIO_URL") from None
         if reply.status_code != 200:
-            raise MediaUnavailable(f"Label Studio refused the personal access token ({reply.status_code}); "
+            raise LabelStudioError(f"Label Studio refused the personal access token ({reply.status_code}); "
                                    "create a new one in Account & Settings and set LABEL_STUDIO_API_KEY")
         self._access = reply.json()["access"]
         self._access_exp = _jwt_expiry(self._access) or time.time() + 240
@@ -88,6 +88,6 @@ class LabelStudioClient:
         body = {"task": task_id, **prediction}
         reply = self.http.post(f"{self.url}/api/predictions/", json=body, headers=self.headers(), timeout=TIMEOUT_S)
         if reply.status_code >= 300:
-            raise MediaUnavailable(f"Label Studio refused the prediction for task {task_id}: "
+            raise LabelStudioError(f"Label Studio refused the prediction for task {task_id}: "
                                    f"{reply.status_code} {reply.text[:300]}")
         return int(reply.json().get("id", 0))

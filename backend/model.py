@@ -96,7 +96,7 @@ class UniPixelBackend:
         with self.engine.admitted(), self.engine.gpu:
             ts = self._task_session(task, spec)
             with ts.lock:
-                pred, objects = self._run(ts, spec, ContextPrompts(text=text.strip()), None)
+                pred, _ = self._run(ts, spec, ContextPrompts(text=text.strip()), None)
         return pred
 
     def _run(self, ts: TaskSession, spec: LabelSpec, prompts: ContextPrompts, budget_s: float | None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch.nn.functional as F
 
 from backend.converters.geometry import mask_to_box_px
@@ -72,11 +71,4 @@ def _brush(ts: TaskSession, spec: LabelSpec, obj: TrackedObject, base_id: str, l
                                           item_index))
             described = True
     return out
-
-
-def mask_stack(ts: TaskSession, obj_id: int) -> np.ndarray:
-    """bool [T, H, W] of one object (tests and exports; mind the memory on long videos)."""
-    track = ts.session.objects[obj_id].track
-    return np.stack([track.mask(i) if np.isfinite(float(track.object_scores[i])) else
-                     np.zeros(track.frame_size_hw, bool) for i in range(track.num_frames)])
 

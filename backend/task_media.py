@@ -22,6 +22,7 @@ from unipixel_model.session import InferenceSession
 
 
 def task_id_of(task: dict) -> int:
+    """The LS task id; :class:`BadRequest` when the task is not ``{"id": int, "data": {...}}``."""
     if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
         raise BadRequest("each task must be an object with a 'data' object")
     try:
@@ -42,6 +43,7 @@ def media_value(task: dict, spec: LabelSpec):
 
 
 def media_key(value) -> str:
+    """A short hash of the task's media value (URL or URL list): a new value means new media."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -69,6 +71,7 @@ def open_task_session(settings: Settings, fetcher: MediaFetcher, model, tokenize
 
 
 def check_pixels(width: int, height: int, max_pixels: int, task_id: int) -> None:
+    """Refuse frames larger than ``max_pixels`` (width_px × height_px) with a :class:`MediaError`."""
     if width * height > max_pixels:
         raise MediaError(f"task {task_id}: frames are {width}x{height} = {width * height} pixels; the limit is "
                          f"{max_pixels} (UNIPIXEL_MAX_PIXELS)")

@@ -45,9 +45,11 @@ class VersionStore:
         return version in self._broken
 
     def adapter_dir(self, version: str) -> Path:
+        """Where ``version``'s adapter (LoRA + trained modules) lies."""
         return self.root / version / "adapter"
 
     def info(self, version: str) -> dict:
+        """``version.json`` of a version (metrics, losses, project); ``{"version"}`` when unreadable."""
         try:
             return json.loads((self.root / version / "version.json").read_text())
         except (OSError, ValueError):
@@ -71,5 +73,6 @@ class VersionStore:
         os.replace(tmp, self.root / LATEST)
 
     def mark_broken(self, version: str | None) -> None:
+        """Never try ``version`` again in this process (it failed to load)."""
         if version:
             self._broken.add(version)

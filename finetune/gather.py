@@ -30,6 +30,7 @@ class GatheredAnnotation:
 
     @classmethod
     def from_task(cls, task: dict, annotation: dict) -> "GatheredAnnotation | None":
+        """From LS task and annotation JSON; None for cancelled or empty annotations."""
         if annotation.get("was_cancelled") or not annotation.get("result"):
             return None  # skipped tasks and empty submissions teach nothing
         return cls(int(task["id"]), dict(task.get("data") or {}), int(annotation.get("id") or 0),
@@ -38,6 +39,8 @@ class GatheredAnnotation:
 
 @dataclass
 class Gathered:
+    """What a run trains on: the config, the latest annotation per task, and where it came from."""
+
     label_config: str
     annotations: list[GatheredAnnotation]  # the latest accepted annotation per task
     source: str                            # "label_studio" or "local record"
@@ -63,6 +66,7 @@ class AnnotationRecord:
         return len(new)
 
     def save_config(self, label_config: str) -> None:
+        """Keep the project's labeling config for offline runs."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.project_file.write_text(json.dumps({"label_config": label_config}))
 

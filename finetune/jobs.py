@@ -87,6 +87,7 @@ class FinetuneRun:
         self.report = report or (lambda **meta: logger.info("fine-tune progress: %s", meta))
 
     def execute(self) -> dict:
+        """Gather, convert, train, evaluate, publish; returns the run summary (also the RQ job result)."""
         started = time.time()
         self.report(stage="gathering")
         gathered = gather(self.settings.data_dir, self.settings.label_studio_url, self.settings.label_studio_api_key,

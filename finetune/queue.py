@@ -12,7 +12,7 @@ Jobs use RQ's JSON serializer and carry only a JSON spec, so any worker version 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 
 from redis import Redis
@@ -43,6 +43,7 @@ class QueuePolicy:
 
 
 def key(kind: str, project_id: int) -> str:
+    """Redis key of a project's ``count``, ``pending`` job id or ``scheduled`` flag."""
     return f"unipixel:train:{kind}:{project_id}"
 
 
@@ -110,6 +111,3 @@ def started(redis: Redis, project_id: int) -> None:
     """Called by the job when it starts: later events must queue a new run."""
     redis.delete(key("pending", project_id))
 
-
-def policy_dict(policy: QueuePolicy) -> dict:
-    return asdict(policy)

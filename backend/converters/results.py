@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from backend.converters.geometry import box_px_to_pct, frame_idx_to_time_s
+from backend.converters.geometry import box_px_to_pct
 from backend.converters.rle import mask_to_ls_rle
 from backend.converters.timeline import Timeline
 
@@ -82,7 +82,3 @@ def prediction(result: list[dict], model_version: str) -> dict:
     score = float(np.mean(scores)) if scores else 0.0
     return {"result": result, "score": round(score, 4), "model_version": model_version}
 
-
-def frame_time_s(frame_idx: int, fps: float) -> float:
-    """Seconds at which decoded frame ``frame_idx`` starts (0 for stills)."""
-    return frame_idx_to_time_s(frame_idx, fps) if fps > 0 else 0.0

@@ -23,6 +23,7 @@ class Timeline:
 
     @property
     def same_rate(self) -> bool:
+        """LS and the file agree on fps: ``ls_frame`` n is ``frame_idx`` n - 1."""
         return abs(self.media_fps - self.ls_fps) < 1e-3 or self.media_fps <= 0
 
     @property
@@ -34,6 +35,7 @@ class Timeline:
 
     @property
     def duration_s(self) -> float:
+        """Length of the decoded video in seconds."""
         rate = self.media_fps if self.media_fps > 0 else self.ls_fps
         return self.num_frames / rate
 

@@ -44,3 +44,31 @@ def write_video(path: Path, count: int = 12, fps: int = 10) -> Path:
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+def record_square_project(root: Path, project: int, tasks: int, label_config: str, first_task_id: int = 100):
+    """Label ``tasks`` square images as an annotator would in ``referring_expressions.xml`` (a mask, its
+    expression, a query) and keep them in the project's local record, as a gather would.
+
+    Returns:
+        The :class:`finetune.gather.GatheredAnnotation` items written (task ids from ``first_task_id``).
+    """
+    from backend.converters.rle import mask_to_ls_rle
+    from finetune.gather import AnnotationRecord, GatheredAnnotation
+
+    record = AnnotationRecord(root / "data", project)
+    record.save_config(label_config)
+    mask_rle = mask_to_ls_rle(square_frame(3)[..., 0] > 100)
+    items = []
+    for n in range(tasks):
+        image = write_image(root / f"task{n}.png")
+        result = [{"id": f"r{n}", "from_name": "mask", "to_name": "image", "type": "brushlabels",
+                   "original_width": WIDTH, "original_height": HEIGHT,
+                   "value": {"format": "rle", "rle": mask_rle, "brushlabels": ["Region"]}},
+                  {"id": f"r{n}", "from_name": "description", "to_name": "image", "type": "textarea",
+                   "value": {"text": ["the yellow square"]}},
+                  {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": ["yellow square"]}}]
+        items.append(GatheredAnnotation(first_task_id + n, {"image": str(image)}, 500 + first_task_id + n, result,
+                                        "2026-11-21T10:00:00Z"))
+    record.append(items)
+    return items

@@ -17,10 +17,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from backend.converters.rle import mask_to_ls_rle
-from finetune.gather import AnnotationRecord, GatheredAnnotation
 from finetune.queue import QueuePolicy, TrainingQueue
-from tests.integration.backend_media import HEIGHT, WIDTH, square_frame, write_image
+from tests.integration.backend_media import record_square_project
 from tests.integration.conftest import config
 from tests.integration.test_backend_predict import _click, _only, _predict
 
@@ -28,29 +26,11 @@ REPO = Path(__file__).parents[2]
 PROJECT = 21
 
 
-def _labels(root: Path) -> list[GatheredAnnotation]:
-    """Four image tasks labeled with the referring-expressions config: a mask, its expression, a query."""
-    out = []
-    for n in range(4):
-        image = write_image(root / f"task{n}.png")
-        mask = square_frame(3)[..., 0] > 100
-        result = [{"id": f"r{n}", "from_name": "mask", "to_name": "image", "type": "brushlabels",
-                   "original_width": WIDTH, "original_height": HEIGHT,
-                   "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Region"]}},
-                  {"id": f"r{n}", "from_name": "description", "to_name": "image", "type": "textarea",
-                   "value": {"text": ["the yellow square"]}},
-                  {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": ["yellow square"]}}]
-        out.append(GatheredAnnotation(100 + n, {"image": str(image)}, 500 + n, result, "2026-11-21T10:00:00Z"))
-    return out
-
-
 @pytest.fixture
 def finetune_env(tmp_path, redis_server, tiny_checkpoint):
     """Env for worker subprocesses: offline tiny model, local record as the label source (no LS)."""
     Redis.from_url(redis_server.url).flushall()
-    record = AnnotationRecord(tmp_path / "data", PROJECT)
-    record.save_config(config("referring_expressions"))
-    record.append(_labels(tmp_path))
+    record_square_project(tmp_path, PROJECT, 4, config("referring_expressions"))
     recipe = yaml.safe_load((REPO / "finetune/configs/tiny.yaml").read_text())
     recipe.update(min_improvement=-1.0, holdout_fraction=0.0, max_steps=6)  # always publish: random tiny model
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))

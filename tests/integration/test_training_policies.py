@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from backend.converters.rle import mask_to_ls_rle
 from finetune.gather import AnnotationRecord, GatheredAnnotation
 from finetune.queue import JOB_FUNC, SCHEDULE_FUNC, QueuePolicy, TrainingQueue
-from tests.integration.backend_media import HEIGHT, WIDTH, write_frames
+from tests.integration.backend_media import HEIGHT, WIDTH, record_square_project, write_frames
 from tests.integration.conftest import config
 
 REPO = Path(__file__).parents[2]
@@ -116,26 +116,6 @@ def test_samples_and_publish_commands_for_hand_runs(tmp_path):
     assert bad.returncode == 2 and "adapter_config.json" in bad.stderr
 
 
-def _square_project(tmp_path: Path, project: int, tasks: int) -> None:
-    """An image project in the referring-expressions config, labeled in the local record."""
-    from tests.integration.backend_media import square_frame, write_image
-
-    record = AnnotationRecord(tmp_path / "data", project)
-    record.save_config(config("referring_expressions"))
-    items = []
-    for n in range(tasks):
-        image = write_image(tmp_path / f"img{n}.png")
-        mask = square_frame(3)[..., 0] > 100
-        result = [{"id": f"r{n}", "from_name": "mask", "to_name": "image", "type": "brushlabels",
-                   "original_width": WIDTH, "original_height": HEIGHT,
-                   "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Region"]}},
-                  {"id": f"r{n}", "from_name": "description", "to_name": "image", "type": "textarea",
-                   "value": {"text": ["a yellow square"]}},
-                  {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": ["yellow square"]}}]
-        items.append(GatheredAnnotation(200 + n, {"image": str(image)}, 900 + n, result, "2026-11-21"))
-    record.append(items)
-
-
 def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_path, tiny_checkpoint):
     """Held-out J&F and text F1 are computed before and after; an impossible bar publishes nothing."""
     import dataclasses
@@ -143,7 +123,7 @@ def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_p
     from backend.settings import Settings
     from finetune.jobs import FinetuneRun
 
-    _square_project(tmp_path, 13, tasks=6)
+    record_square_project(tmp_path, 13, 6, config("referring_expressions"))
     settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
                         local_roots=(tmp_path,), media_cache_dir=tmp_path / "media")
     overrides = {"holdout_fraction": 0.5, "max_steps": 2, "min_improvement": 10.0}
@@ -161,7 +141,7 @@ def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_p
 def test_run_command_fine_tunes_by_hand(tmp_path, tiny_checkpoint):
     import yaml
 
-    _square_project(tmp_path, 14, tasks=2)
+    record_square_project(tmp_path, 14, 2, config("referring_expressions"))
     recipe = yaml.safe_load((REPO / "finetune/configs/tiny.yaml").read_text())
     recipe.update(max_steps=2, holdout_fraction=0.0)
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
