@@ -47,6 +47,9 @@ class UniPixelConfig:
         sam2_enable_decoder: whether ``<|seg|>`` states are decoded into masks.
         sam2_inference_mode: gate low-res logits of NO_OBJ frames (on for inference).
         sample_objects: at most this many ``<|seg|>`` per sample go to SAM 2 in training.
+        llm_min_pixels / llm_max_pixels: per-frame pixel budget of the frames the LLM reads (the max
+            scales by 16 / frames); the official 128 and 256 merged patches unless a checkpoint was
+            trained with another (the ``toy`` model reads smaller frames).
         extra: every other field of the file, kept so that saving round-trips.
     """
 
@@ -61,6 +64,8 @@ class UniPixelConfig:
     sam2_batch_mode: bool = False
     sam2_inference_mode: bool = True
     sample_objects: int = 5
+    llm_min_pixels: int = 128 * 28 * 28
+    llm_max_pixels: int = 256 * 28 * 28
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +81,9 @@ class UniPixelConfig:
             raise ValueError(f"sam2_image_size must be a positive multiple of 16, got {self.sam2_image_size}")
         if self.sam2_hidden_tokens < 1:
             raise ValueError(f"sam2_hidden_tokens must be >= 1, got {self.sam2_hidden_tokens}")
+        if not 28 * 28 <= self.llm_min_pixels <= self.llm_max_pixels:
+            raise ValueError(f"need 784 <= llm_min_pixels <= llm_max_pixels, got {self.llm_min_pixels}, "
+                             f"{self.llm_max_pixels}")
 
     # ---- derived sizes -------------------------------------------------------------------
     @property

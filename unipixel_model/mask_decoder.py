@@ -126,6 +126,17 @@ def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], n
         _prune(memory, frame_idx, keep, direction, start)
 
 
+@torch.no_grad()
+def score_frame(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_frames: int, frame_idx: int,
+                hidden: torch.Tensor) -> float:
+    """Object-score logit of SAM 2 prompted on ``frame_idx`` by ``hidden`` [1, K, C] alone, without
+    memory (> 0: SAM 2 finds the object there)."""
+    memory: dict = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    out = _step(sam2, features, num_frames, memory, frame_idx, True, False,
+                ConditioningPrompt(frame_idx, hidden=hidden), run_mem_encoder=False)
+    return float(out["object_score_logits"][0, 0])
+
+
 def _schedule(start: int, num_frames: int, directions: tuple[str, ...], keep: int,
               interleave: bool) -> Iterator[tuple[int, str]]:
     """The order frames are tracked in: (frame_idx, direction).
@@ -159,7 +170,8 @@ def _schedule(start: int, num_frames: int, directions: tuple[str, ...], keep: in
 
 
 def _step(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_frames: int, memory: dict,
-          frame_idx: int, is_cond: bool, reverse: bool, prompt: ConditioningPrompt | None) -> dict:
+          frame_idx: int, is_cond: bool, reverse: bool, prompt: ConditioningPrompt | None,
+          run_mem_encoder: bool = True) -> dict:
     feats = features(frame_idx)
     point_inputs = mask_inputs = hidden = prev = None
     if prompt is not None:
@@ -169,7 +181,7 @@ def _step(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_fram
     out = sam2.track_step(frame_idx=frame_idx, is_init_cond_frame=is_cond, current_vision_feats=feats.vision_feats,
                           current_vision_pos_embeds=feats.vision_pos, feat_sizes=feats.feat_sizes,
                           point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict=memory,
-                          num_frames=num_frames, track_in_reverse=reverse, run_mem_encoder=True,
+                          num_frames=num_frames, track_in_reverse=reverse, run_mem_encoder=run_mem_encoder,
                           prev_sam_mask_logits=prev, hidden_inputs=hidden)
     # Keep only what later frames read; the high-res mask is [1, 1, S, S] and would dominate memory.
     out.pop("pred_masks_high_res", None)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from unipixel_model import templates
 from unipixel_model.errors import UniPixelInputError
 
-MEM_TOKEN = "<|mem|>"
-VIDEO_PREFIX = ("Here is a video with {n} frames denoted as <1> to <{n}>. "
-                "The highlighted regions are as follows:\n")
-IMAGE_PREFIX = "Here is an image with the following highlighted regions:\n"
+MEM_TOKEN = templates.MEM_TOKEN
 _MERGED_PATCH_PX = 28  # one merged LLM token covers 28x28 resized pixels
 
 
@@ -70,13 +68,7 @@ def mem_prefix(obj_ids: list[int], refer_mask: torch.Tensor, num_frames: int | N
         if not obj_chunks:
             raise UniPixelInputError(f"the mask of object [{obj_id}] is empty after down-sampling to the "
                                      f"{tuple(refer_mask.shape[-2:])} token grid; give a larger mask")
-    if num_frames is None:
-        return IMAGE_PREFIX + "".join(f"[{obj_id}]: {MEM_TOKEN}\n" for obj_id in obj_ids)
-    lines = []
-    for obj_id, obj_chunks in zip(obj_ids, chunks):
-        tags = " ".join(f"<{2 * k + 1}>-<{2 * k + 2}> {MEM_TOKEN}" for k in obj_chunks)
-        lines.append(f"[{obj_id}]: {tags}\n")
-    return VIDEO_PREFIX.format(n=num_frames) + "".join(lines)
+    return templates.mem_prefix_lines(dict(zip(obj_ids, chunks)), num_frames)
 
 
 def pool_mem_features(window_ordered: torch.Tensor, refer_mask: torch.Tensor) -> torch.Tensor:

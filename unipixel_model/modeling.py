@@ -131,6 +131,18 @@ class UniPixelModel(nn.Module):
         self.msk_proj = nn.Sequential(nn.Linear(merger, merger), nn.GELU(), nn.Linear(merger, dim))
 
     # ---- embeddings ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def sam2_gating(self, enabled: bool):
+        """SAM 2's NO_OBJ gating of low-res logits on (inference) or off (training) inside the block,
+        restored afterwards even on error."""
+        previous = self.sam2.inference_mode
+        self.sam2.inference_mode = enabled
+        try:
+            yield
+        finally:
+            self.sam2.inference_mode = previous
+
     def encode_video(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the ViT + merger.

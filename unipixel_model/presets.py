@@ -54,15 +54,21 @@ _TINY = {
        "sam2_config": "configs/sam2.1_hiera_tiny_unipixel", "sam2_image_size": 256},
 }
 
+# The toy model's architecture (trained on the synthetic world by ``python -m finetune toy``): the
+# tiny LLM and ViT reading small frames (112 x 112 per frame at 16 frames), and a wider SAM 2 trunk.
+_TOY = {**_TINY, "sam2_config": "configs/sam2.1_hiera_toy", "llm_min_pixels": 112 * 112,
+        "llm_max_pixels": 112 * 112}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "3b": _release(2048, 11008, 36, 16, 2, tied=True),
     "7b": _release(3584, 18944, 28, 28, 4, tied=False),
     "tiny": _TINY,
+    "toy": _TOY,
 }
 
 
 def preset_config(name: str) -> UniPixelConfig:
-    """The :class:`UniPixelConfig` of a preset (``3b``, ``7b`` or ``tiny``)."""
+    """The :class:`UniPixelConfig` of a preset (``3b``, ``7b``, ``tiny`` or ``toy``)."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return UniPixelConfig.from_dict(copy.deepcopy(PRESETS[name]))

@@ -26,17 +26,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unipixel_model import processor
+from unipixel_model import processor, templates
 from unipixel_model.errors import UniPixelInputError
 from unipixel_model.feature_cache import SAM2FeatureCache, VisionCache, llm_frame_indices, to_numpy_mask
-from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, track_object
+from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, score_frame, track_object
 from unipixel_model.media import Frames, load_frames
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
 from unipixel_model.modeling import UniPixelInputs, UniPixelModel
 from unipixel_model.prompt_encoder import RefPrompt
 from unipixel_model.types import BoxPrompt, MaskPrompt, MaskTrack, PointPrompt, SegmentationResult, VisualPrompt
 
-MEMORY_PROMPT = "{} Please localize the relevant objects with IDs."
 DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
 _OBJ_REF = re.compile(r"\[(\d+)\]")
 
@@ -90,18 +89,40 @@ class InferenceSession:
              max_frames: int | None = None) -> "InferenceSession":
         """Decode ``media`` (path, frame folder or uint8 array) once and start a session."""
         frames = load_frames(media, max_frames=max_frames)
-        return cls(model, tokenizer, frames, SAM2FeatureCache(model.sam2, frames, feature_cache_bytes))
+        vision = VisionCache(min_pixels=model.config.llm_min_pixels, base_max_pixels=model.config.llm_max_pixels)
+        return cls(model, tokenizer, frames, SAM2FeatureCache(model.sam2, frames, feature_cache_bytes), vision)
 
     # ---- public API ----------------------------------------------------------------------
     @torch.no_grad()
-    def segment(self, text: str, *, forced_answer: str | None = None) -> SegmentationResult:
-        """Text query -> answer + one track per ``<|seg|>`` over every frame (official flow:
-        each seeds SAM 2 on frame 0 and propagates forward)."""
+    def segment(self, text: str, *, forced_answer: str | None = None, official: bool = False) -> SegmentationResult:
+        """Text query -> answer + one track per ``<|seg|>`` over every frame.
+
+        Each ``<|seg|>`` seeds SAM 2 on the LLM frame where its tokens alone find the object most
+        surely (highest object score), then propagates both ways, so an object that enters late is
+        found. ``official=True`` seeds frame 0 and propagates forward, as the official inference does.
+        """
         indices = llm_frame_indices(self.frames.num_frames, [])
         turn = self._llm(text, indices, [], None, forced_answer)
-        tracks = [self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,))
-                  for tok in self.model.seg_tokens(turn.seg_hidden)]
-        return SegmentationResult(turn.answer, tracks)
+        return SegmentationResult(turn.answer, self._seg_tracks(turn, indices, official))
+
+    def _seg_tracks(self, turn: "LLMTurn", indices: tuple[int, ...], official: bool) -> list[MaskTrack]:
+        tracks = []
+        for tok in self.model.seg_tokens(turn.seg_hidden):
+            if official:
+                tracks.append(self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,)))
+            else:
+                frame = self._likeliest_frame(tok[None], indices)
+                tracks.append(self._new_object([ConditioningPrompt(frame, hidden=tok[None])], (FORWARD, BACKWARD)))
+        return tracks
+
+    def _likeliest_frame(self, hidden: torch.Tensor, candidates: tuple[int, ...]) -> int:
+        """The frame among ``candidates`` where SAM 2, prompted by ``hidden`` [1, K, C] alone and
+        without memory, gives the highest object score."""
+        if len(candidates) == 1:
+            return candidates[0]
+        scores = [score_frame(self.model.sam2, self.features, self.frames.num_frames, frame, hidden)
+                  for frame in candidates]
+        return candidates[int(np.argmax(scores))]
 
     @torch.no_grad()
     def refer(self, prompts: Mapping[int, VisualPrompt], question: str | None = None, *,
@@ -133,14 +154,13 @@ class InferenceSession:
 
     @torch.no_grad()
     def ask(self, question: str, obj_ids: list[int] | None = None, *,
-            forced_answer: str | None = None) -> SegmentationResult:
-        """Answer about saved objects (memory injection). ``obj_ids`` default: the ``[n]`` in the question."""
+            forced_answer: str | None = None, official: bool = False) -> SegmentationResult:
+        """Answer about saved objects (memory injection). ``obj_ids`` default: the ``[n]`` in the question.
+        A ``<|seg|>`` in the answer becomes a track as in :meth:`segment`."""
         text, refer_mask = self.memory_prompt(question, obj_ids)
         indices = llm_frame_indices(self.frames.num_frames, [])
         turn = self._llm(text, indices, [], refer_mask, forced_answer)
-        tracks = [self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,))
-                  for tok in self.model.seg_tokens(turn.seg_hidden)]
-        return SegmentationResult(turn.answer, tracks)
+        return SegmentationResult(turn.answer, self._seg_tracks(turn, indices, official))
 
     def memory_prompt(self, question: str, obj_ids: list[int] | None = None) -> tuple[str, torch.Tensor | None]:
         """The memory-injection question and its ``refer_mask`` [T_grid, O, h, w] built from the
@@ -223,10 +243,7 @@ class InferenceSession:
         frames = [prompts[i].frame_idx for i in ids]
         indices = llm_frame_indices(self.frames.num_frames, frames)
         refs = [self._ref_prompt(prompts[i], indices.index(prompts[i].frame_idx)) for i in ids]
-        mem_question = question if question and "<|ref|>" in question else \
-            " ".join(f"[{i}] <|ref|>" for i in ids) + (f" {question}" if question else "")
-        text = MEMORY_PROMPT.format(mem_question.rstrip().rstrip(".") + ".")
-        answer = " ".join(f"[{i}] <|seg|>" for i in ids)
+        text, answer = templates.memory_question(ids, question)
         turn = self._llm(text, indices, refs, None, answer)
         tokens = self.model.seg_tokens(turn.seg_hidden[:len(ids)])  # an extra <|seg|> after <|im_end|> is dropped
         tracks = []

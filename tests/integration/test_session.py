@@ -42,7 +42,7 @@ def test_session_official_mode_reproduces_golden_cases(golden_model, golden_toke
     """From raw frames, prompt text and pixel prompts (not stored tensors) to identical masks."""
     session, meta, tensors = _golden_session(golden_model, golden_tokenizer, case)
     if meta["kind"] == "text_seg":
-        result = session.segment(meta["question"], forced_answer=meta["response"])
+        result = session.segment(meta["question"], forced_answer=meta["response"], official=True)
     else:
         result = session.refer(_prompts(meta, session.frames.size_hw), meta["mem_question"], official=True, ask=False)
     assert len(result.tracks) == tensors["masks"].shape[0]
