@@ -34,6 +34,42 @@ ASSISTANT_HEADER = "<|im_end|>\n<|im_start|>assistant\n"
 
 
 @dataclass
+class SamConditioning:
+    """How SAM 2 is prompted for a group of a sample's objects; positions index the sample's frames.
+
+    Attributes:
+        objects: the target objects (rows of ``target_masks``' O axis) this conditioning applies to.
+        frame: the conditioning frame (position in the sample's frames).
+        directions: ``("forward",)`` or ``("forward", "backward")`` from ``frame``.
+        point_coords: float [O, P, 2] clicks/box corners in SAM 2 input pixels, or None.
+        point_labels: int32 [O, P] (1 click, 2/3 box corners, -1 padding), or None.
+        mask: float [O, 1, S, S] mask prompts (SAM 2 then outputs the mask itself), or None.
+        use_hidden: feed the ``<|seg|>`` tokens on ``frame``.
+        corrections: correction clicks simulated on ``frame`` after the first prediction.
+        probe_frame: another frame decoded from the tokens alone, without memory, or None.
+        box_supervised: targets are filled boxes (projection loss).
+    """
+
+    objects: list[int] = field(default_factory=lambda: [0])
+    frame: int = 0
+    directions: tuple[str, ...] = ("forward",)
+    point_coords: torch.Tensor | None = None
+    point_labels: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    use_hidden: bool = True
+    corrections: int = 0
+    probe_frame: int | None = None
+    box_supervised: bool = False
+
+    def to(self, device: torch.device | str) -> "SamConditioning":
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
+        return replace(self, point_coords=move(self.point_coords), point_labels=move(self.point_labels),
+                       mask=move(self.mask))
+
+
+@dataclass
 class TrainBatch:
     """Model inputs and targets of one sample (batch size 1).
 
@@ -44,6 +80,7 @@ class TrainBatch:
         sam2_frames: float32 [T, 3, S, S] normalised SAM 2 frames, or None (no mask loss).
         target_masks: bool [T, O, S, S] (O <= ``sample_objects``), or None.
         seg_select: which ``<|seg|>`` tokens (0-based, text order) feed SAM 2, one per target object.
+        conditions: how SAM 2 is prompted, one entry per group of objects (empty without masks).
     """
 
     kind: str
@@ -52,6 +89,7 @@ class TrainBatch:
     sam2_frames: torch.Tensor | None = None
     target_masks: torch.Tensor | None = None
     seg_select: list[int] = field(default_factory=list)
+    conditions: list[SamConditioning] = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
@@ -68,7 +106,8 @@ class TrainBatch:
                          second_per_grid_ts=move(self.inputs.second_per_grid_ts),
                          refer_mask=move(self.inputs.refer_mask))
         return replace(self, inputs=inputs, labels=move(self.labels), sam2_frames=move(self.sam2_frames),
-                       target_masks=move(self.target_masks))
+                       target_masks=move(self.target_masks),
+                       conditions=[c.to(device) for c in self.conditions])
 
 
 def chat_ids_and_labels(tokenizer, question: str, answer: str, num_video_tokens: int
@@ -126,8 +165,10 @@ class BatchBuilder:
             masks = getattr(sample, name)
             if masks is not None and tuple(masks.shape[2:]) != size_hw:
                 raise UniPixelInputError(f"{name} are {tuple(masks.shape[2:])} px, the frames {size_hw}")
-        min_px, max_px = processor.pixel_budget(len(sample.frame_idx), self.recipe.llm_min_pixels,
-                                                self.recipe.llm_max_pixels, self.recipe.frames_per_video)
+        min_px, max_px = processor.pixel_budget(len(sample.frame_idx),
+                                                self.recipe.llm_min_pixels or self.config.llm_min_pixels,
+                                                self.recipe.llm_max_pixels or self.config.llm_max_pixels,
+                                                self.recipe.frames_per_video)
         video = processor.prepare_llm_video(pixels, min_px, max_px)
         question, refer_mask = sample.question, None
         if sample.kind == "region":
@@ -163,6 +204,42 @@ class BatchBuilder:
         batch.target_masks = resized.reshape(len(select), masks.shape[1], side, side).permute(1, 0, 2, 3).contiguous()
         batch.sam2_frames = processor.sam2_transform(pixels, side)
         batch.seg_select = select
+        batch.conditions = self._conditions(sample, batch, select, rng)
+
+    def _conditions(self, sample: TrainSample, batch: TrainBatch, select: list[int],
+                    rng: random.Random) -> list[SamConditioning]:
+        """SAM 2's prompts for ``sample`` (see ``TrainSample.sam_condition``): one group of objects
+        per prompt frame."""
+        both = ("forward", "backward")
+        targets = batch.target_masks  # bool [T, O, S, S]
+        everyone, kind, box = list(range(len(select))), sample.sam_condition, sample.box_supervised
+        if kind == "official":
+            return [SamConditioning(everyone, box_supervised=box)]
+        if kind == "best":
+            frame = int(targets[:, 0].flatten(1).sum(1).argmax())
+            others = [t for t in range(targets.shape[0]) if t != frame]
+            probe = rng.choice(others) if others else None
+            return [SamConditioning(everyone, frame, both, probe_frame=probe, box_supervised=box)]
+        groups: dict[int, list[int]] = {}
+        for row, obj in enumerate(select):
+            groups.setdefault(sample.frame_idx.index(sample.prompts[obj].frame_idx), []).append(row)
+        size_hw = tuple(sample.target_masks.shape[2:])
+        out = []
+        for frame, rows in sorted(groups.items()):
+            if kind == "mask":
+                out.append(SamConditioning(rows, frame, both, mask=targets[frame][rows][:, None].float(),
+                                           use_hidden=False, box_supervised=box))
+                continue
+            refs = [self._ref_prompt(sample.prompts[select[r]], frame, size_hw) for r in rows]
+            width = max(len(r.labels) for r in refs)
+            coords = torch.zeros(len(refs), width, 2)
+            labels = torch.full((len(refs), width), -1, dtype=torch.int32)  # -1: SAM 2's padding point
+            for o, ref in enumerate(refs):
+                coords[o, :len(ref.labels)] = ref.coords_sam.float()
+                labels[o, :len(ref.labels)] = ref.labels.int()
+            out.append(SamConditioning(rows, frame, both, coords, labels, corrections=sample.corrections,
+                                       box_supervised=box))
+        return out
 
     def _ref_prompt(self, prompt, llm_frame: int, size_hw: tuple[int, int]) -> RefPrompt:
         """Pixels of the original frame -> the SAM 2 input square (as the session does)."""

@@ -128,11 +128,11 @@ class FinetuneRun:
         return train, holdout
 
     def _evaluate(self, trainer, holdout: list[TrainSample], when: str) -> dict:
-        from finetune.evaluate import evaluate_holdout
+        from finetune.evaluate import EvalReport, evaluate_holdout
 
         self.report(stage=f"evaluating {when}")
         if not holdout:
-            return {"jf": None, "text": None, "num_seg": 0, "num_text": 0, "score": 0.0}
+            return EvalReport().to_dict()
         return evaluate_holdout(trainer.model, trainer.tokenizer, holdout, self.recipe.max_new_tokens).to_dict()
 
     def _progress(self, step: int, total: int, loss: float, eta_s: float) -> None:

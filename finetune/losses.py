@@ -110,9 +110,31 @@ def iou_loss(logits: torch.Tensor, targets: torch.Tensor, pred_ious: torch.Tenso
     return loss_fn(pred_ious.float(), actual, reduction="none") / num_objects
 
 
+def box_projection_loss(logits: torch.Tensor, boxes: torch.Tensor, num_objects: float) -> torch.Tensor:
+    """BoxInst's projection term: a box says where the mask's extent is on each axis, not its pixels.
+
+    The mask's sigmoid probability is max-projected onto the x and y axes and compared with the
+    filled box's projections by the dice loss, so a mask of any shape inside the box scores 0.
+
+    Args:
+        logits: float [N, M, H, W] candidate logits; boxes: bool/float [N, M, H, W] filled boxes.
+    Returns:
+        [N, M] (dice on x + dice on y) / num_objects.
+    """
+    prob, boxes = logits.float().sigmoid(), boxes.float()
+    loss = 0.0
+    for dim in (-1, -2):
+        pred, target = prob.amax(dim=dim), boxes.amax(dim=dim)
+        numerator = 2 * (pred * target).sum(-1)
+        denominator = (pred * pred).sum(-1) + (target * target).sum(-1)
+        loss = loss + 1 - (numerator + 1) / (denominator + 1)
+    return loss / num_objects
+
+
 def frame_seg_losses(multimask_logits: torch.Tensor, target: torch.Tensor, pred_ious: torch.Tensor,
                      object_score_logits: torch.Tensor, num_objects: float,
-                     weights: SegLossWeights = SegLossWeights()) -> dict[str, torch.Tensor]:
+                     weights: SegLossWeights = SegLossWeights(), box_supervised: bool = False
+                     ) -> dict[str, torch.Tensor]:
     """The four loss terms of one frame (``MultiStepMultiMasksAndIous._update_losses``).
 
     Args:
@@ -121,13 +143,20 @@ def frame_seg_losses(multimask_logits: torch.Tensor, target: torch.Tensor, pred_
         pred_ious: float [O, M] predicted IoUs.
         object_score_logits: float [O, 1].
         num_objects: normaliser (the sample's O, clamped to >= 1).
+        box_supervised: ``target`` holds filled boxes: the focal and pixel dice terms become the box
+            projection loss (in "dice"; "mask" is 0) and the IoU head is not supervised.
     Returns:
         {"mask", "dice", "iou", "cls"}: scalars, summed over objects.
     """
     targets = target.float()[:, None].expand_as(multimask_logits)
-    focal = sigmoid_focal_loss(multimask_logits, targets, num_objects, loss_on_multimask=True)
-    dice = dice_loss(multimask_logits, targets, num_objects)
-    iou = iou_loss(multimask_logits, targets, pred_ious, num_objects)
+    if box_supervised:
+        dice = box_projection_loss(multimask_logits, targets, num_objects)
+        focal = torch.zeros_like(dice)
+        iou = torch.zeros_like(dice)
+    else:
+        focal = sigmoid_focal_loss(multimask_logits, targets, num_objects, loss_on_multimask=True)
+        dice = dice_loss(multimask_logits, targets, num_objects)
+        iou = iou_loss(multimask_logits, targets, pred_ious, num_objects)
     target_obj = (target.flatten(1) > 0).any(dim=-1, keepdim=True).float()  # [O, 1]
     cls = sigmoid_focal_loss(object_score_logits, target_obj, num_objects, alpha=CLASS_ALPHA, gamma=CLASS_GAMMA)
     if focal.shape[1] > 1:  # back-propagate only the best candidate per object
@@ -140,13 +169,16 @@ def frame_seg_losses(multimask_logits: torch.Tensor, target: torch.Tensor, pred_
 
 
 def seg_core_loss(frame_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], targets: torch.Tensor,
-                  num_objects: float | None = None, weights: SegLossWeights = SegLossWeights()) -> SegLoss:
+                  num_objects: float | None = None, weights: SegLossWeights = SegLossWeights(),
+                  box_supervised: bool = False) -> SegLoss:
     """Sum the frame losses of one sample and weight them into the core loss.
 
     Args:
-        frame_outputs: per frame t, (multimask logits [O, M, S, S], pred IoUs [O, M], object-score logits [O, 1]).
-        targets: bool [T, O, S, S].
+        frame_outputs: per scored prediction t, (multimask logits [O, M, S, S], pred IoUs [O, M],
+            object-score logits [O, 1]); one per frame, plus any correction or probe passes.
+        targets: bool [T, O, S, S], one row per entry of ``frame_outputs``.
         num_objects: normaliser; default O (UniPixel all-reduces it over ranks; see ``finetune.trainer``).
+        box_supervised: the targets are filled boxes (see :func:`frame_seg_losses`).
     Raises:
         ValueError: when the frame count or object count of outputs and targets differ.
     """
@@ -157,7 +189,8 @@ def seg_core_loss(frame_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Te
     for (logits, ious, scores), target in zip(frame_outputs, targets):
         if logits.shape[0] != target.shape[0]:
             raise ValueError(f"{logits.shape[0]} predicted objects for {target.shape[0]} target objects")
-        for key, value in frame_seg_losses(logits, target, ious, scores, num_objects, weights).items():
+        for key, value in frame_seg_losses(logits, target, ious, scores, num_objects, weights,
+                                           box_supervised).items():
             totals[key] = totals[key] + value
     core = (weights.mask * totals["mask"] + weights.dice * totals["dice"] + weights.iou * totals["iou"]
             + weights.cls * totals["cls"])

@@ -34,7 +34,9 @@ class TrainRecipe:
         base_model: checkpoint dir, ``tiny`` or a hub id (``PolyU-ChenLab/UniPixel-3B``).
         lora_r / lora_alpha / lora_dropout: LoRA rank, scale numerator and dropout (bias none).
         lora_target_regex: anchored regex of adapted ``nn.Linear`` names (never SAM 2's).
-        lr: LR of LoRA, the UniPixel heads and embeddings; sam2_lr: LR of every ``sam2.*`` parameter.
+        lr: LR of LoRA, the UniPixel heads and embeddings; sam2_lr: LR of every ``sam2.*`` parameter
+            but the image encoder's, which uses ``sam2_encoder_lr`` (null: ``sam2_lr``), as the official
+            trainer separates ``sam2_enc_lr`` from ``sam2_dec_lr``.
         weight_decay: AdamW weight decay (0 in the official recipe).
         warmup_ratio: share of optimizer steps with linear warm-up, then cosine decay to 0.
         grad_accum: samples per optimizer step per process (batch size 1 per process).
@@ -45,10 +47,13 @@ class TrainRecipe:
             eval mode, and the mask loss still trains the LLM/``seg_head`` through it.
         train_embeddings: train ``embed_tokens``/``lm_head`` (the official stage 3 does; off by
             default because it makes the adapter as large as the embedding matrix).
+        full_model: train every parameter and save a whole checkpoint instead of an adapter (no
+            LoRA; how the ``toy`` model is trained from random weights).
         bf16: bf16 autocast (CUDA only; CPU runs stay float32).
         gradient_checkpointing: recompute LLM/ViT layer activations in the backward pass.
         frames_per_video: the LLM pixel budget per frame scales with ``frames_per_video / T``.
-        llm_min_pixels / llm_max_pixels: per-frame pixel budget of the LLM frames (before scaling).
+        llm_min_pixels / llm_max_pixels: per-frame pixel budget of the LLM frames (before scaling);
+            null: the model config's (what the session serves with).
         max_tokens: samples whose prompt exceeds this are skipped.
         sample_objects: at most this many ``<|seg|>`` objects per sample go to SAM 2.
         seed: seeds data order, LoRA init, dropout and object subsampling.
@@ -66,6 +71,7 @@ class TrainRecipe:
     lora_target_regex: str = LORA_TARGET_REGEX
     lr: float = 2e-5
     sam2_lr: float = 5e-6
+    sam2_encoder_lr: float | None = None
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
     grad_accum: int = 4
@@ -75,11 +81,12 @@ class TrainRecipe:
     train_heads: bool = True
     train_sam2: bool = True
     train_embeddings: bool = False
+    full_model: bool = False
     bf16: bool = True
     gradient_checkpointing: bool = False
     frames_per_video: int = 8
-    llm_min_pixels: int = MIN_PIXELS
-    llm_max_pixels: int = BASE_MAX_PIXELS
+    llm_min_pixels: int | None = MIN_PIXELS
+    llm_max_pixels: int | None = BASE_MAX_PIXELS
     max_tokens: int = 40960
     sample_objects: int = 5
     seed: int = 42
@@ -94,7 +101,7 @@ class TrainRecipe:
         positive = ("lora_r", "lora_alpha", "lr", "grad_accum", "epochs", "frames_per_video", "llm_min_pixels",
                     "llm_max_pixels", "max_tokens", "sample_objects", "max_new_tokens", "log_every")
         for name in positive:
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.sam2_lr < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise RecipeError(f"sam2_lr, weight_decay and max_grad_norm must be >= 0, got "
@@ -104,7 +111,7 @@ class TrainRecipe:
                 raise RecipeError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise RecipeError(f"max_steps must be > 0 or null, got {self.max_steps}")
-        if self.llm_min_pixels > self.llm_max_pixels:
+        if None not in (self.llm_min_pixels, self.llm_max_pixels) and self.llm_min_pixels > self.llm_max_pixels:
             raise RecipeError(f"llm_min_pixels ({self.llm_min_pixels}) exceeds llm_max_pixels ({self.llm_max_pixels})")
         if self.frames_per_video > 16:
             raise RecipeError(f"frames_per_video must be <= 16 (the LLM's frame limit), got {self.frames_per_video}")

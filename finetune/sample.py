@@ -32,6 +32,8 @@ MAX_FRAMES = 8  # stage-3 samples carry at most 8 frames (spec §5.1 ``sample_fr
 REF_TOKEN, SEG_TOKEN, MEM_TOKEN = "<|ref|>", "<|seg|>", "<|mem|>"
 _PROMPT_KINDS = ("ref", "mem")
 _MASK_KINDS = ("seg", "mem")
+SAM_CONDITIONS = {"mem": ("prompt", "mask", "official"), "seg": ("best", "official")}
+MAX_CORRECTIONS = 3
 
 
 class SampleError(ValueError):
@@ -55,6 +57,17 @@ class TrainSample:
             original resolution.
         region_masks: bool [O, T, H, W] for ``region``: objects [1]..[O] of the ``<|mem|>`` prefix.
         task_id: the Label Studio task it came from (for held-out splits).
+        sam_condition: how SAM 2 is prompted (masked kinds): ``"prompt"`` (``mem`` default: the
+            ``<|seg|>`` tokens plus the click/box on each object's prompt frame, tracked both ways, as
+            the session's ``refer`` does), ``"mask"`` (``mem``: the target mask on the prompt frame,
+            as a brush prompt), ``"best"`` (``seg`` default: the ``<|seg|>`` tokens on the frame where the
+            first target is largest, tracked both ways, plus a memory-free probe of another frame, as
+            the session's ``segment`` does) or ``"official"`` (the tokens alone on the first frame,
+            forward only: the official recipe).
+        corrections: correction clicks simulated on the conditioning frame (SAM 2's interactive
+            training; ``"prompt"`` only).
+        box_supervised: the targets are filled boxes (box-only tracks): the mask loss compares the
+            predicted mask's projections on both axes with the box's (BoxInst) instead of pixels.
 
     Raises:
         SampleError: naming the numbers that disagree.
@@ -69,6 +82,9 @@ class TrainSample:
     target_masks: np.ndarray | None = None
     region_masks: np.ndarray | None = None
     task_id: int | None = None
+    sam_condition: str | None = None
+    corrections: int = 0
+    box_supervised: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -86,6 +102,7 @@ class TrainSample:
                 raise SampleError(f"region_masks of object(s) {empty} are empty on all {len(self.frame_idx)} "
                                   "frames; a <|mem|> object needs at least one pixel")
         self._check_prompts()
+        self._check_condition()
 
     # ---- validation ----------------------------------------------------------------------
     def _check_frames(self) -> None:
@@ -158,6 +175,22 @@ class TrainSample:
                     bound = f" {size[1]}x{size[0]}" if size is not None else ""
                     raise SampleError(f"prompt {n}: ({x}, {y}) px lies outside the{bound} frame")
 
+    def _check_condition(self) -> None:
+        if self.kind not in _MASK_KINDS:
+            if self.sam_condition is not None or self.corrections or self.box_supervised:
+                raise SampleError(f"a {self.kind} sample has no masks: sam_condition, corrections and "
+                                  "box_supervised do not apply")
+            return
+        if self.sam_condition is None:
+            self.sam_condition = "prompt" if self.kind == "mem" else "best"
+        allowed = SAM_CONDITIONS[self.kind]
+        if self.sam_condition not in allowed:
+            raise SampleError(f"a {self.kind} sample's sam_condition must be one of {allowed}, "
+                              f"got {self.sam_condition!r}")
+        if not 0 <= int(self.corrections) <= MAX_CORRECTIONS or (self.corrections and self.sam_condition != "prompt"):
+            raise SampleError(f"corrections must be 0..{MAX_CORRECTIONS} and only with sam_condition 'prompt', "
+                              f"got {self.corrections} with {self.sam_condition!r}")
+
     # ---- derived -------------------------------------------------------------------------
     @property
     def num_objects(self) -> int:
@@ -171,7 +204,9 @@ class TrainSample:
                 "question": self.question, "answer": self.answer,
                 "prompts": [_prompt_to_json(p) for p in self.prompts],
                 "target_masks": _masks_to_json(self.target_masks),
-                "region_masks": _masks_to_json(self.region_masks), "task_id": self.task_id}
+                "region_masks": _masks_to_json(self.region_masks), "task_id": self.task_id,
+                "sam_condition": self.sam_condition, "corrections": self.corrections,
+                "box_supervised": self.box_supervised}
 
     @classmethod
     def from_json(cls, data: dict) -> "TrainSample":
@@ -181,7 +216,7 @@ class TrainSample:
             SampleError: on unknown or missing keys, or when the restored sample is inconsistent.
         """
         known = {"kind", "media", "frame_idx", "question", "answer", "prompts", "target_masks",
-                 "region_masks", "task_id"}
+                 "region_masks", "task_id", "sam_condition", "corrections", "box_supervised"}
         unknown, missing = set(data) - known, {"kind", "media", "frame_idx", "question", "answer"} - set(data)
         if unknown or missing:
             raise SampleError(f"sample JSON: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
@@ -189,7 +224,9 @@ class TrainSample:
                    question=data["question"], answer=data["answer"],
                    prompts=[_prompt_from_json(p) for p in data.get("prompts", [])],
                    target_masks=_masks_from_json(data.get("target_masks")),
-                   region_masks=_masks_from_json(data.get("region_masks")), task_id=data.get("task_id"))
+                   region_masks=_masks_from_json(data.get("region_masks")), task_id=data.get("task_id"),
+                   sam_condition=data.get("sam_condition"), corrections=int(data.get("corrections") or 0),
+                   box_supervised=bool(data.get("box_supervised", False)))
 
 
 def write_samples(samples: Iterable[TrainSample], path: str | Path) -> Path:

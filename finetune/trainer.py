@@ -142,7 +142,7 @@ class Trainer:
         self.dist = init_distributed()
         self.device = model.lm_head.weight.device
         _seed_everything(recipe.seed + self.dist.rank)
-        self.lora_modules = self._inject_lora()
+        self.lora_modules = [] if recipe.full_model else self._inject_lora()
         self.module_params = self._mark_trainable()
         if recipe.gradient_checkpointing:  # non-reentrant: works with frozen inputs and DDP's unused params
             model.model.activation_checkpointing_enable({"use_reentrant": False})
@@ -204,7 +204,8 @@ class Trainer:
         full = []
         for name, param in model.named_parameters():
             lora = "lora_" in name
-            train = lora or name.split(".")[0] in prefixes or (recipe.train_embeddings and name in EMBEDDING_PARAMS)
+            train = lora or name.split(".")[0] in prefixes or (recipe.train_embeddings and name in EMBEDDING_PARAMS) \
+                or recipe.full_model
             param.requires_grad_(train)
             if train and param.dtype != torch.float32:
                 param.data = param.data.float()  # AdamW on bf16 weights would drop small updates
@@ -213,14 +214,18 @@ class Trainer:
         return full
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        groups: dict[str, list[nn.Parameter]] = {"lora": [], "modules": [], "sam2": []}
+        groups: dict[str, list[nn.Parameter]] = {"lora": [], "modules": [], "sam2": [], "sam2_encoder": []}
         for name, param in self.model.named_parameters():
             if param.requires_grad:
-                key = "lora" if "lora_" in name else "sam2" if name.startswith("sam2.") else "modules"
+                key = "lora" if "lora_" in name else "sam2_encoder" if name.startswith("sam2.image_encoder.") \
+                    else "sam2" if name.startswith("sam2.") else "modules"
                 groups[key].append(param)
-        lrs = {"lora": self.recipe.lr, "modules": self.recipe.lr, "sam2": self.recipe.sam2_lr}
+        encoder_lr = self.recipe.sam2_lr if self.recipe.sam2_encoder_lr is None else self.recipe.sam2_encoder_lr
+        lrs = {"lora": self.recipe.lr, "modules": self.recipe.lr, "sam2": self.recipe.sam2_lr,
+               "sam2_encoder": encoder_lr}
         params = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
-        return torch.optim.AdamW(params, lr=self.recipe.lr, weight_decay=self.recipe.weight_decay)
+        # foreach: one kernel per group instead of per tensor (the step dominates tiny models on CPU)
+        return torch.optim.AdamW(params, lr=self.recipe.lr, weight_decay=self.recipe.weight_decay, foreach=True)
 
     # ---- training ------------------------------------------------------------------------
     def total_steps(self, num_samples: int) -> int:
@@ -248,25 +253,23 @@ class Trainer:
         result = TrainResult(0, [], world_size=self.dist.world_size)
         stream = self._batches(samples, result)
         start = time.monotonic()
-        gated = self.model.sam2.inference_mode
         self.model.train()
         self.model.sam2.train(recipe.train_sam2)
-        self.model.sam2.inference_mode = False  # training sees ungated logits (spec §2.6)
         try:
-            for step in range(1, total + 1):
-                parts = self._accumulate(stream, recipe.grad_accum)
-                if recipe.max_grad_norm > 0:
-                    torch.nn.utils.clip_grad_norm_(trainable, recipe.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                self._record(result, parts, step)
-                elapsed = time.monotonic() - start
-                if progress is not None and self.dist.is_main and (step % recipe.log_every == 0 or step == total):
-                    progress(step, total, result.losses[-1], elapsed / step * (total - step))
+            with self.model.sam2_gating(False):  # training sees ungated logits (spec §2.6)
+                for step in range(1, total + 1):
+                    parts = self._accumulate(stream, recipe.grad_accum)
+                    if recipe.max_grad_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(trainable, recipe.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    self._record(result, parts, step)
+                    elapsed = time.monotonic() - start
+                    if progress is not None and self.dist.is_main and (step % recipe.log_every == 0 or step == total):
+                        progress(step, total, result.losses[-1], elapsed / step * (total - step))
         finally:
             self.model.eval()
-            self.model.sam2.inference_mode = gated
         result.seconds = time.monotonic() - start
         return result
 
@@ -332,10 +335,9 @@ class Trainer:
 
         Samples that cannot be built are left out.
         """
-        gated, self.model.sam2.inference_mode = self.model.sam2.inference_mode, False
         self.model.eval()
         totals, lms, segs = [], [], []
-        try:
+        with self.model.sam2_gating(False):
             for index, sample in enumerate(samples):
                 try:
                     batch = self.builder.build(sample, random.Random(index)).to(self.device)
@@ -347,12 +349,30 @@ class Trainer:
                 lms.append(float(out["lm"]))
                 if "seg" in out:
                     segs.append(float(out["seg"]))
-        finally:
-            self.model.sam2.inference_mode = gated
         if not totals:
             raise ValueError(f"none of the {len(samples)} evaluation samples could be built")
         return EvalResult(float(np.mean(totals)), float(np.mean(lms)),
                           float(np.mean(segs)) if segs else float("nan"), len(totals))
+
+    def save_checkpoint(self, out_dir: str | Path, dtype: torch.dtype = torch.float16) -> Path | None:
+        """Write the whole model (``full_model`` recipes) as a checkpoint in the official layout, with
+        its tokenizer, weights cast to ``dtype`` (rank 0 only)."""
+        from unipixel_model.loading import save_checkpoint
+
+        path = None
+        if self.dist.is_main:
+            path = Path(out_dir)
+            original = {k: v.dtype for k, v in self.model.state_dict().items()}
+            self.model.to(dtype)
+            try:
+                save_checkpoint(self.model, path)
+            finally:
+                for k, v in self.model.state_dict().items():
+                    v.data = v.data.to(original[k])
+            self.tokenizer.save_pretrained(str(path))
+        if self.dist.world_size > 1:
+            dist.barrier()
+        return path
 
     def save_adapter(self, out_dir: str | Path) -> Path | None:
         """Write the adapter directory (rank 0 only; other ranks wait and get None)."""

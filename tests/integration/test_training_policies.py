@@ -133,8 +133,9 @@ def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_p
     assert summary["status"].startswith("not published") and summary["holdout_samples"] > 0
     for when in ("before", "after"):
         scores = summary[when]
-        assert scores["num_seg"] > 0 and 0.0 <= scores["jf"] <= 1.0
-        assert scores["num_text"] > 0 and 0.0 <= scores["text"] <= 1.0
+        assert scores["calls"] > 0 and 0.0 <= scores["text"]["all"]["JF"] <= 1.0
+        assert scores["descriptions"]["count"] > 0 and 0.0 <= scores["descriptions"]["token_f1"] <= 1.0
+        assert 0.0 <= scores["score"] <= 1.0
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
 
