@@ -1,0 +1,111 @@
+"""Commands of the synthetic world: ``evaluate`` a model, write ``world`` media, train the ``toy`` model.
+
+::
+
+    python -m finetune evaluate --model toy                       # J/F/J&F per prompt kind, held-out seeds
+    python -m finetune evaluate --model toy --adapter data/models/7-20261129-120000 --json report.json
+    python -m finetune world --out demo/ --clips 1 --formats mp4,frames,davis,ls   # media + LS tasks
+    python -m finetune toy --out toy/                             # reproduce the shipped toy checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from finetune.world.scene import ALL_SHAPES, COLOURS, WorldConfig
+
+logger = logging.getLogger(__name__)
+
+
+def add_world_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``evaluate``, ``world`` and ``toy`` on the ``python -m finetune`` parser."""
+    evaluate = sub.add_parser("evaluate", help="score a model on synthetic clips (J, F, J&F per prompt kind)")
+    evaluate.add_argument("--model", default="toy", help="toy, tiny or a checkpoint directory")
+    evaluate.add_argument("--adapter", default=None, help="a published version's folder (MODEL_DIR/<version>)")
+    evaluate.add_argument("--json", default=None, help="also write the report as JSON here")
+    _world_options(evaluate, clips=40, seed=900_000)
+    world = sub.add_parser("world", help="write synthetic clips as mp4, frames, images, DAVIS PNGs and LS tasks")
+    world.add_argument("--out", required=True, help="output folder")
+    world.add_argument("--formats", default="mp4,frames,images,davis,ls",
+                       help="comma list of mp4, frames, images, davis, ls")
+    world.add_argument("--url-prefix", default=None, help="URL prefix of --out in Label Studio (default: file paths)")
+    _world_options(world, clips=4, seed=0)
+    toy = sub.add_parser("toy", help="train the toy model from random weights on the synthetic world")
+    toy.add_argument("--out", required=True, help="checkpoint folder to create")
+    toy.add_argument("--work", default=None, help="folder for the rendered training clips (default: <out>.work)")
+    toy.add_argument("--minutes", type=float, default=None, help="scale the phases' steps to about this long")
+
+
+def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> None:
+    parser.add_argument("--clips", type=int, default=clips, help=f"clips to use (default {clips})")
+    parser.add_argument("--seed", type=int, default=seed, help=f"first clip seed (default {seed})")
+    parser.add_argument("--frames", type=int, default=24, help="frames per clip (1: still images)")
+    parser.add_argument("--shapes", default=None, help=f"comma list of shapes among {', '.join(ALL_SHAPES)}")
+    parser.add_argument("--colours", default=None, help=f"comma list of colours among {', '.join(COLOURS)}")
+    parser.add_argument("--resolution", default=None, help="WIDTHxHEIGHT (even numbers); default: several")
+    parser.add_argument("--objects", default=None, help="MIN,MAX objects per clip (default 1,4)")
+
+
+def world_config(args: argparse.Namespace) -> WorldConfig:
+    """The :class:`WorldConfig` the common options describe."""
+    options: dict = {"num_frames": args.frames}
+    if args.shapes:
+        options["shapes"] = tuple(s.strip() for s in args.shapes.split(","))
+    if args.colours:
+        options["colours"] = tuple(c.strip() for c in args.colours.split(","))
+    if args.resolution:
+        width, height = (int(v) for v in args.resolution.lower().split("x"))
+        options["resolutions_wh"] = ((width, height),)
+    if args.objects:
+        low, high = (int(v) for v in args.objects.split(","))
+        options["objects"] = (low, high)
+    return WorldConfig(**options)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from unipixel_model.loading import from_pretrained, load_adapter, resolve_checkpoint
+    from unipixel_model.tokenization import load_tokenizer
+
+    from finetune.world.evaluate import evaluate_world
+
+    path = resolve_checkpoint(args.model)
+    model, tokenizer = from_pretrained(path), load_tokenizer(path)
+    if args.adapter:
+        load_adapter(model, args.adapter)
+    start = time.time()
+    seeds = range(args.seed, args.seed + args.clips)
+    report = evaluate_world(model, tokenizer, seeds, world_config(args),
+                            progress=lambda n, clip: logger.info("clip %d/%d (seed %d)", n + 1, args.clips, clip.seed))
+    print(f"model {args.model}{' + ' + args.adapter if args.adapter else ''}, {args.clips} clips from seed "
+          f"{args.seed}, {time.time() - start:.0f} s\n")
+    print(report.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def run_world(args: argparse.Namespace) -> int:
+    from finetune.world.export import write_world
+
+    formats = {f.strip() for f in args.formats.split(",") if f.strip()}
+    seeds = range(args.seed, args.seed + args.clips)
+    for path in write_world(Path(args.out), seeds, world_config(args), formats, args.url_prefix):
+        print(path)
+    return 0
+
+
+def run_toy(args: argparse.Namespace) -> int:
+    from finetune.world.toy import train_toy
+
+    out = Path(args.out)
+    work = Path(args.work) if args.work else out.with_name(out.name + ".work")
+    summary = train_toy(out, work, minutes=args.minutes)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+WORLD_COMMANDS = {"evaluate": run_evaluate, "world": run_world, "toy": run_toy}
