@@ -1,4 +1,4 @@
-"""``python -m finetune worker | run --project ID | export --project ID --out DIR``."""
+"""``python -m finetune worker | run | samples | publish | export | evaluate | world | toy``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import logging
 import sys
+
+from finetune.world.cli import WORLD_COMMANDS, add_world_commands as _add_world_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--project", type=int, required=True)
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--format", choices=("coco", "davis", "both"), default="both")
+    _add_world_commands(sub)
     args = parser.parse_args(argv)
+    if args.command in WORLD_COMMANDS:
+        logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return WORLD_COMMANDS[args.command](args)
 
     from backend.settings import Settings, SettingsError
 
