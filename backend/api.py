@@ -3,8 +3,9 @@
 Routes: ``GET /`` and ``/health`` (instant, no auth, never loads the model), ``POST /setup``,
 ``POST /predict``, ``POST /webhook``, ``GET /versions``, ``GET /metrics``. Every route but the
 health checks needs basic auth when ``BASIC_AUTH_USER``/``BASIC_AUTH_PASS`` are set; ``/webhook``
-also accepts the shared secret (``X-UniPixel-Secret`` header or ``?secret=``), because Label
-Studio's auto-created webhook sends no basic auth.
+needs the shared secret when ``UNIPIXEL_WEBHOOK_SECRET`` is set (``X-UniPixel-Secret`` header, which
+Label Studio's webhook "headers" setting sends, or ``?secret=``), or basic auth. Bodies are checked
+by :mod:`backend.limits` before any work; error bodies never carry a configured secret.
 """
 
 from __future__ import annotations
@@ -14,41 +15,55 @@ import logging
 import uuid
 
 from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.engine import Engine
-from backend.errors import BackendError, BadRequest, Busy, Unauthorized
+from backend.errors import BackendError, BadRequest, Busy, PayloadTooLarge, Unauthorized
+from backend.limits import RequestLimits, check_body_size, check_predict_body, parse_json_body
 from backend.model import UniPixelBackend
+from backend.redaction import Redactor, protect_logs
 from backend.settings import Settings
 from unipixel_model.errors import UniPixelInputError
 
 logger = logging.getLogger(__name__)
 OPEN_ROUTES = ("/", "/health")
+RETRY_AFTER_S = 30  # a 503 without its own hint (Redis down)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
     """Build the app. ``engine`` defaults to a new one (one model per process)."""
     settings = settings or Settings.from_env()
     engine = engine or Engine(settings)
+    limits = RequestLimits.from_settings(settings)
+    client = engine.ls_client
+    redactor = Redactor(lambda: (*settings.secrets(), *(client.secrets() if client else ())))
+    protect_logs(redactor)
     app = Flask("unipixel_backend")
-    app.config["engine"] = engine
+    app.config.update(engine=engine, redactor=redactor, MAX_CONTENT_LENGTH=settings.max_request_bytes)
 
     def backend(project: object = None, label_config: str | None = None) -> UniPixelBackend:
         return UniPixelBackend(engine, _project_id(project), label_config)
 
     @app.before_request
     def _auth():
-        if request.path in OPEN_ROUTES or not settings.basic_auth_user:
+        hook_secret = settings.webhook_secret if request.path == "/webhook" else ""
+        if request.path in OPEN_ROUTES or not (settings.basic_auth_user or hook_secret):
             return None
         auth = request.authorization
-        if auth and _same(auth.username, settings.basic_auth_user) and _same(auth.password, settings.basic_auth_pass):
+        if settings.basic_auth_user and auth and _same(auth.username, settings.basic_auth_user) \
+                and _same(auth.password, settings.basic_auth_pass):
             return None
-        if request.path == "/webhook" and settings.webhook_secret:
-            given = request.headers.get("X-UniPixel-Secret") or request.args.get("secret") or ""
-            if _same(given, settings.webhook_secret):
-                return None
+        if hook_secret and _same(request.headers.get("X-UniPixel-Secret") or request.args.get("secret"), hook_secret):
+            return None
         raise Unauthorized("basic auth required: set the same user and password in Label Studio's model settings"
-                           + (" (webhooks: X-UniPixel-Secret header)" if request.path == "/webhook" else ""))
+                           if not hook_secret else "add the header X-UniPixel-Secret: <UNIPIXEL_WEBHOOK_SECRET> "
+                           "to this webhook in Label Studio (Settings > Webhooks > Headers)")
+
+    def _json() -> dict:
+        if not request.is_json:
+            raise BadRequest("the body must be a JSON object (Content-Type: application/json)", field="body")
+        check_body_size(request.content_length, limits)  # before reading a byte of it
+        return parse_json_body(request.get_data(cache=True), limits)
 
     @app.get("/")
     @app.get("/health")
@@ -65,9 +80,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.post("/predict")
     def predict():
         body = _json()
+        check_predict_body(body, limits, settings.text_field)
         params = body.get("params") or {}
         if not isinstance(params, dict):
-            raise BadRequest("'params' must be an object")
+            raise BadRequest("'params' must be an object", field="params")
         model = backend(body.get("project"), body.get("label_config"))
         results = model.predict(body.get("tasks"), context=params.get("context"))
         return jsonify(results=results, model_version=model.model_version)
@@ -77,7 +93,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         body = _json()
         action = body.get("action")
         if not isinstance(action, str):
-            raise BadRequest("webhook payload has no 'action'")
+            raise BadRequest("webhook payload has no 'action' (a string such as ANNOTATION_CREATED)", field="action")
         result = backend(body.get("project")).fit(action, body)
         return jsonify(status="ok", result=result), 201 if result.get("status") in ("queued", "coalesced") else 200
 
@@ -92,15 +108,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return jsonify(sessions=len(engine.sessions), model_loaded=engine.loaded,
                        background_jobs=sum(1 for f in engine.background_jobs if not f.done()))
 
-    _register_errors(app)
+    _register_errors(app, redactor, settings)
     return app
-
-
-def _json() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
-    return body
 
 
 def _project_id(project: object) -> int | None:
@@ -117,11 +126,20 @@ def _same(given: str | None, expected: str) -> bool:
     return hmac.compare_digest((given or "").encode(), expected.encode())
 
 
-def _register_errors(app: Flask) -> None:
+def _register_errors(app: Flask, redactor: Redactor, settings: Settings) -> None:
+    def reply_with(message: str, status: int, field: str | None = None):
+        message = redactor.scrub(message)
+        reply = jsonify(error=message, errors=[message], status=status, **({"field": field} if field else {}))
+        reply.status_code = status
+        if status == 503:  # busy, or the training queue is down: Label Studio may retry
+            reply.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return reply
+
     @app.errorhandler(BackendError)
     def _backend_error(err: BackendError):
-        reply = jsonify(error=str(err), errors=[str(err)], status=err.status)
-        reply.status_code = err.status
+        # Label Studio shows the annotator nothing of an error body: the log is where the reason is read
+        logger.warning("%s %s -> %d: %s", request.method, request.path, err.status, err)
+        reply = reply_with(str(err), err.status, err.field)
         if isinstance(err, Busy):
             reply.headers["Retry-After"] = str(err.retry_after_s)
         if isinstance(err, Unauthorized):
@@ -130,15 +148,17 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(UniPixelInputError)
     def _model_input_error(err: UniPixelInputError):
-        reply = jsonify(error=str(err), errors=[str(err)], status=422)
-        reply.status_code = 422
-        return reply
+        logger.warning("%s %s -> 422: %s", request.method, request.path, err)
+        return reply_with(str(err), 422)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(err: RequestEntityTooLarge):  # a chunked body that passed the Content-Length check
+        return _backend_error(PayloadTooLarge(f"the request body is over {settings.max_request_bytes} bytes "
+                                              "(UNIPIXEL_MAX_REQUEST_MB)", field="body"))
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):
-        reply = jsonify(error=f"{err.name}: {err.description}", status=err.code)
-        reply.status_code = err.code or 500
-        return reply
+        return reply_with(f"{err.name}: {err.description}", err.code or 500)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 
 class BackendError(Exception):
-    """Base class: ``status`` is the HTTP status the API answers with."""
+    """Base class: ``status`` is the HTTP status the API answers with; ``field`` names the part of the
+    request at fault (``tasks[0].id``, ``params.context.result[3].value.x``), when one is."""
 
     status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class BadRequest(BackendError):
@@ -17,6 +22,12 @@ class BadRequest(BackendError):
 
 class Unauthorized(BackendError):
     status = 401
+
+
+class PayloadTooLarge(BackendError):
+    """The request body is over ``UNIPIXEL_MAX_REQUEST_MB``."""
+
+    status = 413
 
 
 class UnsupportedLabelConfig(BackendError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 
@@ -19,6 +20,15 @@ from backend.errors import LabelStudioError
 
 logger = logging.getLogger(__name__)
 TIMEOUT_S = (5, 60)  # (connect, read)
+
+
+def describe_request_error(err: requests.RequestException) -> str:
+    """``ExceptionClass: message`` without URL queries (presigned URLs carry signatures) and at most
+    300 characters; header values are never quoted (requests quotes a malformed one, token included)."""
+    if isinstance(err, requests.exceptions.InvalidHeader):
+        return f"{err.__class__.__name__}: a header value is malformed (check LABEL_STUDIO_API_KEY for stray characters)"
+    text = re.sub(r"\?[^\s'\")]*", "?...", str(err))
+    return f"{err.__class__.__name__}: {text[:300]}"
 
 
 def is_jwt(token: str) -> bool:
@@ -50,6 +60,15 @@ class LabelStudioClient:
         self._access_exp = 0.0
         self._lock = threading.Lock()
 
+    def secrets(self) -> tuple[str, ...]:
+        """The token and the access token refreshed from it (for :mod:`backend.redaction`)."""
+        return tuple(s for s in (self.api_key, self._access) if s)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self.secrets():
+            text = text.replace(secret, "***")
+        return text
+
     def headers(self) -> dict[str, str]:
         """The ``Authorization`` header (refreshing a PAT's access token when it is about to expire)."""
         if not self.api_key:
@@ -65,12 +84,19 @@ class LabelStudioClient:
         try:
             reply = self.http.post(f"{self.url}/api/token/refresh", json={"refresh": self.api_key}, timeout=TIMEOUT_S)
         except requests.RequestException as err:
-            raise LabelStudioError(f"cannot reach Label Studio at {self.url} to refresh the access token: {err}; "
-                                   "check LABEL_STUDIO_URL") from None
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url} to refresh the access token: "
+                                   f"{describe_request_error(err)}; check LABEL_STUDIO_URL") from None
         if reply.status_code != 200:
             raise LabelStudioError(f"Label Studio refused the personal access token ({reply.status_code}); "
                                    "create a new one in Account & Settings and set LABEL_STUDIO_API_KEY")
-        self._access = reply.json()["access"]
+        try:
+            access = reply.json()["access"]
+        except (ValueError, KeyError, TypeError):
+            raise LabelStudioError(f"Label Studio at {self.url} answered the token refresh without an access token; "
+                                   "check that LABEL_STUDIO_URL points at Label Studio") from None
+        if not isinstance(access, str) or not access:
+            raise LabelStudioError(f"Label Studio at {self.url} sent an unusable access token; check LABEL_STUDIO_URL")
+        self._access = access
         self._access_exp = _jwt_expiry(self._access) or time.time() + 240
 
     def get(self, path_or_url: str, **kwargs) -> requests.Response:
@@ -86,8 +112,16 @@ class LabelStudioClient:
     def post_prediction(self, task_id: int, prediction: dict) -> int:
         """Store ``prediction`` ({result, score, model_version}) on a task; returns the prediction id."""
         body = {"task": task_id, **prediction}
-        reply = self.http.post(f"{self.url}/api/predictions/", json=body, headers=self.headers(), timeout=TIMEOUT_S)
+        try:
+            reply = self.http.post(f"{self.url}/api/predictions/", json=body, headers=self.headers(),
+                                   timeout=TIMEOUT_S)
+        except requests.RequestException as err:
+            raise LabelStudioError(f"cannot reach Label Studio at {self.url} to store the prediction for task "
+                                   f"{task_id}: {describe_request_error(err)}; check LABEL_STUDIO_URL") from None
         if reply.status_code >= 300:
             raise LabelStudioError(f"Label Studio refused the prediction for task {task_id}: "
-                                   f"{reply.status_code} {reply.text[:300]}")
-        return int(reply.json().get("id", 0))
+                                   f"{reply.status_code} {self._scrub(reply.text[:300])}")
+        try:
+            return int(reply.json().get("id", 0))
+        except (ValueError, TypeError, AttributeError):
+            return 0

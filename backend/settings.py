@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 DEFAULT_MODEL = "PolyU-ChenLab/UniPixel-3B"
+SECRET_FIELDS = ("label_studio_api_key", "basic_auth_pass", "webhook_secret")
 
 
 class SettingsError(ValueError):
@@ -43,6 +44,12 @@ class Settings:
     max_media_bytes: int = 2 << 30                         # UNIPIXEL_MAX_MEDIA_MB
     max_frames: int = 18000                                # UNIPIXEL_MAX_FRAMES
     max_pixels: int = 3840 * 2160                          # UNIPIXEL_MAX_PIXELS (per frame)
+    # request limits, checked before any work (backend/limits.py)
+    max_request_bytes: int = 8 << 20                       # UNIPIXEL_MAX_REQUEST_MB (request body)
+    max_json_depth: int = 64                               # UNIPIXEL_MAX_JSON_DEPTH (nesting of the JSON body)
+    max_regions: int = 100                                 # UNIPIXEL_MAX_REGIONS (non-click items of a context)
+    max_clicks: int = 200                                  # UNIPIXEL_MAX_CLICKS (keypoints of a context)
+    max_query_chars: int = 2000                            # UNIPIXEL_MAX_QUERY_CHARS (a text query)
     # sessions and budgets
     max_sessions: int = 8                                  # UNIPIXEL_MAX_SESSIONS
     session_ttl_s: float = 1800.0                          # UNIPIXEL_SESSION_TTL_S
@@ -67,7 +74,10 @@ class Settings:
     def __post_init__(self) -> None:
         positive = {"max_media_bytes": self.max_media_bytes, "max_frames": self.max_frames,
                     "max_pixels": self.max_pixels, "max_sessions": self.max_sessions,
-                    "max_queued_requests": self.max_queued_requests, "feature_cache_bytes": self.feature_cache_bytes}
+                    "max_queued_requests": self.max_queued_requests, "feature_cache_bytes": self.feature_cache_bytes,
+                    "max_request_bytes": self.max_request_bytes, "max_json_depth": self.max_json_depth,
+                    "max_regions": self.max_regions, "max_clicks": self.max_clicks,
+                    "max_query_chars": self.max_query_chars}
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be > 0, got {value}")
@@ -77,6 +87,10 @@ class Settings:
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
             raise SettingsError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}")
+
+    def secrets(self) -> tuple[str, ...]:
+        """The configured tokens and passwords (never logged, never in an error body)."""
+        return tuple(value for value in (getattr(self, name) for name in SECRET_FIELDS) if value)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -90,7 +104,8 @@ class Settings:
                     try:
                         values[name] = convert(raw)
                     except ValueError as err:
-                        raise SettingsError(f"{candidate}={raw!r}: {err}") from None
+                        shown = "<hidden>" if name in SECRET_FIELDS else repr(raw)
+                        raise SettingsError(f"{candidate}={shown}: {err}") from None
                     break
         return cls(**values)
 
@@ -112,22 +127,36 @@ def _url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _secret(raw: str) -> str:
+    """A token or password without the whitespace a copy from a file brings: a trailing newline makes
+    ``requests`` refuse the header with an error that quotes the token."""
+    secret = raw.strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
+        raise ValueError("contains control characters; paste the token alone")
+    return secret
+
+
 # settings field -> (env names in priority order, converter)
 _ENV: dict[str, tuple[tuple[str, ...], object]] = {
     "model": (("UNIPIXEL_MODEL",), str),
     "device": (("DEVICE",), str),
     "model_dir": (("MODEL_DIR",), Path),
     "label_studio_url": (("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"), _url),
-    "label_studio_api_key": (("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"), str),
+    "label_studio_api_key": (("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"), _secret),
     "basic_auth_user": (("BASIC_AUTH_USER",), str),
-    "basic_auth_pass": (("BASIC_AUTH_PASS",), str),
-    "webhook_secret": (("UNIPIXEL_WEBHOOK_SECRET", "WEBHOOK_SECRET"), str),
+    "basic_auth_pass": (("BASIC_AUTH_PASS",), _secret),
+    "webhook_secret": (("UNIPIXEL_WEBHOOK_SECRET", "WEBHOOK_SECRET"), _secret),
     "media_cache_dir": (("UNIPIXEL_MEDIA_CACHE_DIR",), Path),
     "allowed_hosts": (("UNIPIXEL_ALLOWED_HOSTS",), _split),
     "local_roots": (("UNIPIXEL_LOCAL_ROOTS",), lambda raw: tuple(Path(p) for p in _split(raw))),
     "max_media_bytes": (("UNIPIXEL_MAX_MEDIA_MB",), _mb),
     "max_frames": (("UNIPIXEL_MAX_FRAMES",), int),
     "max_pixels": (("UNIPIXEL_MAX_PIXELS",), int),
+    "max_request_bytes": (("UNIPIXEL_MAX_REQUEST_MB",), _mb),
+    "max_json_depth": (("UNIPIXEL_MAX_JSON_DEPTH",), int),
+    "max_regions": (("UNIPIXEL_MAX_REGIONS",), int),
+    "max_clicks": (("UNIPIXEL_MAX_CLICKS",), int),
+    "max_query_chars": (("UNIPIXEL_MAX_QUERY_CHARS",), int),
     "max_sessions": (("UNIPIXEL_MAX_SESSIONS",), int),
     "session_ttl_s": (("UNIPIXEL_SESSION_TTL_S",), float),
     "feature_cache_bytes": (("UNIPIXEL_FEATURE_CACHE_MB",), _mb),

@@ -6,12 +6,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 import unipixel_model  # noqa: F401  (torchvision shim before anything imports transformers)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PARITY_DIR = FIXTURES / "unipixel_parity"
 GOLDEN_CHECKPOINT = PARITY_DIR / "checkpoint"
+
+# Property-based tests (hypothesis). "ci" is the default: bounded so the fuzz tests take under 3 minutes
+# together on a 2-core machine; `pytest --hypothesis-profile=long` runs 10,000 examples per test. Model
+# calls make examples slow and uneven, hence no deadline; no example database (CI clones are fresh).
+_HYPOTHESIS_COMMON = dict(deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                 HealthCheck.filter_too_much])
+hypothesis_settings.register_profile("ci", max_examples=30, derandomize=True, **_HYPOTHESIS_COMMON)
+hypothesis_settings.register_profile("long", max_examples=10_000, **_HYPOTHESIS_COMMON)
+if hypothesis_settings.get_current_profile_name() == "default":  # --hypothesis-profile=... loads after this
+    hypothesis_settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -261,22 +261,28 @@ class _BitReader:
         return (self.windows[pos >> 3] >> (64 - (pos & 7) - nbits)) & ((1 << nbits) - 1)
 
 
-def ls_rle_to_mask(rle: list[int] | np.ndarray, height: int, width: int) -> np.ndarray:
+def ls_rle_to_mask(rle: list[int] | np.ndarray, height: int, width: int, max_pixels: int | None = None) -> np.ndarray:
     """Decode a brush RLE into a mask, taking the alpha channel like the sdk's exporter.
+
+    The declared size is checked before a single token is read: a few bytes of RLE can claim a
+    32k x 32k mask, and decoding allocates the mask at that size.
 
     Args:
         rle: the ``value.rle`` list of a ``brushlabels`` result.
-        height: ``original_height`` of the result, in pixels.
-        width: ``original_width`` of the result, in pixels.
+        height: ``original_height`` of the result, in pixels (a whole number >= 1).
+        width: ``original_width`` of the result, in pixels (a whole number >= 1).
+        max_pixels: refuse masks of more than this many pixels (height * width); None: no limit.
 
     Returns:
         bool array [height, width]: alpha > 0.
 
     Raises:
-        RLEError: if the RLE does not hold ``height * width * 4`` values, or is malformed.
+        RLEError: for a size that is not whole and positive or is over ``max_pixels``, an RLE that does
+            not hold ``height * width * 4`` values, or a malformed RLE.
     """
+    height, width = _mask_size(height, width, max_pixels)
     reader, num, word_size, rle_sizes = _open(rle)
-    expected = int(height) * int(width) * RGBA_CHANNELS
+    expected = height * width * RGBA_CHANNELS
     if num != expected:
         raise RLEError(f"RLE holds {num} values but a {height}x{width} RGBA mask needs {expected} "
                        f"(= {num / RGBA_CHANNELS:.0f} pixels); pass the result's original_height/original_width")
@@ -285,4 +291,18 @@ def ls_rle_to_mask(rle: list[int] | np.ndarray, height: int, width: int) -> np.n
     # pixels start//4 .. end//4 - 1, so the 4x RGBA buffer is never built.
     ends = np.minimum(np.cumsum(lengths), num)
     starts = np.concatenate(([0], ends[:-1]))
-    return np.repeat(run_values > 0, ends // RGBA_CHANNELS - starts // RGBA_CHANNELS).reshape(int(height), int(width))
+    return np.repeat(run_values > 0, ends // RGBA_CHANNELS - starts // RGBA_CHANNELS).reshape(height, width)
+
+
+def _mask_size(height: object, width: object, max_pixels: int | None) -> tuple[int, int]:
+    """``(height, width)`` as ints after checking them whole, >= 1 and within ``max_pixels``."""
+    sizes = []
+    for name, value in (("height", height), ("width", width)):
+        whole = isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not whole or value < 1:
+            raise RLEError(f"mask {name} must be a whole number of pixels >= 1, got {value!r}")
+        sizes.append(int(value))
+    if max_pixels is not None and sizes[0] * sizes[1] > max_pixels:
+        raise RLEError(f"a {sizes[1]}x{sizes[0]} mask is {sizes[0] * sizes[1]} pixels; the limit is {max_pixels} "
+                       "(UNIPIXEL_MAX_PIXELS)")
+    return sizes[0], sizes[1]
