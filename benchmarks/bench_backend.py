@@ -489,7 +489,8 @@ def bench_memory(args, work: Path) -> list[dict]:
 # ---- main ---------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="tiny", help="tiny (random, offline), a checkpoint dir or a hub id")
+    parser.add_argument("--model", default="tiny",
+                        help="tiny or random-3b[:shrink] / random-7b (random, offline), a checkpoint dir or a hub id")
     parser.add_argument("--frames", type=int, default=32, help="frames of the video in parts 1 and 4")
     parser.add_argument("--long-factor", type=int, default=10, help="long video = frames x this (part 4)")
     parser.add_argument("--device", default="cpu")

@@ -1,6 +1,7 @@
 """Session cost against video length, and the gain of an open session (prints ratios).
 
-Usage: ``python benchmarks/bench_session.py [--model tiny|PATH|HUB_ID] [--device cpu|cuda] [--lengths 16 64 256]``
+Usage: ``python benchmarks/bench_session.py [--model tiny|random-3b[:shrink]|PATH|HUB_ID] [--device cpu|cuda]
+[--lengths 16 64 256]``
 
 Each length runs in a fresh subprocess so that peak RSS (``ru_maxrss``) and, on CUDA, peak
 device memory belong to that length alone. Per length it prints: open time, first ``refer``
@@ -67,7 +68,8 @@ def run_one(model_name: str, device: str, num_frames: int, cache_mib: int) -> di
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--model", default="tiny",
+                        help="tiny, random-3b[:shrink], random-7b, a checkpoint dir or a hub id")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lengths", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--feature-cache-mib", type=int, default=64,

@@ -53,7 +53,8 @@ class SAM2FeatureCache:
         wanted = sorted(i for i in span if i not in self._cache)
         size = self.sam2.image_size
         device = next(self.sam2.parameters()).device
-        batch = processor.sam2_transform(self.frames.take(wanted), size).to(device)
+        on_device = device if getattr(self.sam2, "frames_on_device", False) else None  # speed lever gpu_frames
+        batch = processor.sam2_transform(self.frames.take(wanted), size, on_device).to(device)
         for i, feats in zip(wanted, self.sam2.encode_frames(batch)):
             if self._pos is None:  # identical for every frame: keep one copy
                 self._pos = [p.clone() for p in feats.vision_pos]

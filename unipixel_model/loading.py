@@ -9,6 +9,7 @@ checks that every tensor is present with the right shape, and names the ones tha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -120,8 +121,12 @@ def load_checkpoint_weights(model: torch.nn.Module, path: Path) -> None:
 
 def save_checkpoint(model: torch.nn.Module, path: Path, max_shard_bytes: int | None = None) -> None:
     """Write ``config.json`` and safetensors in the official layout (sharded above ``max_shard_bytes``)."""
+    from unipixel_model.random_models import RANDOM_WEIGHTS_FIELD
+
     path.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(path)
+    # The weights are saved: a model built from a ``random-...`` reference loses its random mark.
+    extra = {k: v for k, v in model.config.extra.items() if k != RANDOM_WEIGHTS_FIELD}
+    dataclasses.replace(model.config, extra=extra).save_pretrained(path)
     state = {module_key_to_checkpoint_key(k): v.detach().contiguous()
              for k, v in model.state_dict().items()
              if not (k == "lm_head.weight" and model.config.tie_word_embeddings)}
@@ -177,6 +182,9 @@ def build_model(config: UniPixelConfig, sam2_search_dirs: tuple[Path, ...] = (),
 
 
 TINY_NAME = "tiny"
+TOY_NAME = "toy"
+TOY_DIR = Path(__file__).parent / "toy"  # shipped: fp16 safetensors, config, tokenizer (README: The toy model)
+RANDOM_PREFIX = "random-"  # random-3b / random-7b[:shrink]: see unipixel_model.random_models
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.yaml", "*.model"]
 
 
@@ -184,17 +192,32 @@ def resolve_checkpoint(name_or_path: str | Path, cache_dir: Path | None = None) 
     """Turn a checkpoint reference into a local directory.
 
     Args:
-        name_or_path: a local directory; ``tiny`` (a random tiny model, built once into
-            ``cache_dir``); or a hub id such as ``PolyU-ChenLab/UniPixel-3B`` (downloaded with
-            ``huggingface_hub``, honouring ``HF_HOME``/``HF_HUB_OFFLINE``).
-        cache_dir: where ``tiny`` is built (default ``~/.cache/unipixel``).
+        name_or_path: a local directory; ``toy`` (the small model trained on the synthetic world,
+            shipped in ``unipixel_model/toy/``); ``tiny`` (a random tiny model, built once into
+            ``cache_dir``); ``random-3b``/``random-7b`` with an optional shrink such as
+            ``random-3b:layers=2,depth=2`` (a folder with only ``config.json`` and a tokenizer: the
+            weights are built randomly on the device by :func:`from_pretrained`, see
+            :mod:`unipixel_model.random_models`); or a hub id such as ``PolyU-ChenLab/UniPixel-3B``
+            (downloaded with ``huggingface_hub``, honouring ``HF_HOME``/``HF_HUB_OFFLINE``).
+        cache_dir: where ``tiny`` and the random models' folders are written (default
+            ``~/.cache/unipixel``).
     Raises:
         FileNotFoundError: for a path that does not exist and is not a hub id.
+        ValueError: for a malformed ``random-...`` reference.
     """
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_dir():
         return path
+    if text.startswith(RANDOM_PREFIX):
+        from unipixel_model.random_models import materialize
+
+        return materialize(text, cache_dir or Path.home() / ".cache" / "unipixel")
+    if text == TOY_NAME:
+        if not (TOY_DIR / SAFETENSORS_SINGLE).is_file():
+            raise FileNotFoundError(f"the toy checkpoint is not in {TOY_DIR}; rebuild it with `python -m finetune toy "
+                                    f"--out {TOY_DIR}` (README: The toy model)")
+        return TOY_DIR
     if text == TINY_NAME:
         from unipixel_model.presets import build_tiny_checkpoint
 
@@ -207,8 +230,8 @@ def resolve_checkpoint(name_or_path: str | Path, cache_dir: Path | None = None) 
 
         logger.info("downloading %s from the Hugging Face hub", text)
         return Path(snapshot_download(repo_id=text, allow_patterns=HUB_ALLOW_PATTERNS))
-    raise FileNotFoundError(f"{text!r} is neither a checkpoint directory, 'tiny', nor a hub id like "
-                            "'PolyU-ChenLab/UniPixel-3B'")
+    raise FileNotFoundError(f"{text!r} is neither a checkpoint directory, 'toy', 'tiny', 'random-3b', 'random-7b', "
+                            "nor a hub id like 'PolyU-ChenLab/UniPixel-3B'")
 
 
 def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu",
@@ -224,15 +247,21 @@ def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             fork's bf16 casts, and 81 M parameters in float32 cost little.
         adapter: a peft adapter directory (see :func:`load_adapter`).
     Returns:
-        The model in eval mode with ``sam2_inference_mode`` on.
+        The model in eval mode with ``sam2_inference_mode`` on. A folder made for a ``random-...``
+        reference (its ``config.json`` is marked random) gets random weights built on ``device``.
     """
+    from unipixel_model.random_models import build_random_model, random_seed
+
     path = resolve_checkpoint(name_or_path, cache_dir)
     config = read_config(path)
     device = torch.device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = build_model(config, (path,), dtype=dtype, init_weights=False)
-    load_checkpoint_weights(model, path)
+    if random_seed(config) is not None:
+        model = build_random_model(config, (path,), device, dtype)
+    else:
+        model = build_model(config, (path,), dtype=dtype, init_weights=False)
+        load_checkpoint_weights(model, path)
     model.sam2.float()
     model.ref_encoder.float()
     model.tem_pe.float()

@@ -120,12 +120,20 @@ def prepare_llm_video(frames: np.ndarray, min_pixels: int, max_pixels: int) -> L
                     torch.tensor([TEMPORAL_PATCH / FPS], dtype=torch.float32), num_frames, resized)
 
 
-def sam2_transform(frames: np.ndarray, size: int) -> torch.Tensor:
-    """SAM 2 input: uint8 [T, H, W, 3] -> float32 [T, 3, size, size], /255, resized, ImageNet-normalised."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+def sam2_transform(frames: np.ndarray, size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """SAM 2 input: uint8 [T, H, W, 3] -> float32 [T, 3, size, size], /255, resized, ImageNet-normalised.
+
+    Args:
+        device: where to resize (the uint8 frames are moved there first; the ``gpu_frames``
+            speed lever). None: on the CPU, the reference path.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames))
+    if device is not None:
+        x = x.to(device)
+    x = x.permute(0, 3, 1, 2).float() / 255.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std
 
 

@@ -1,9 +1,13 @@
-"""Tokenizers: load a checkpoint's, or build the offline byte-level one of the ``tiny`` preset.
+"""Tokenizers: load a checkpoint's, or build an offline byte-level one.
 
 The released checkpoints ship Qwen's tokenizer with ``<|ref|>``, ``<|seg|>``, ``<|mem|>`` added
-as special tokens; ids always come from the files, never from constants. The tiny tokenizer
-maps each UTF-8 byte to its value, then Qwen's 22 special tokens, then the three UniPixel tokens,
-which is the layout of the golden fixtures' tokenizer.
+as special tokens; ids always come from the files, never from constants. The byte-level tokenizer
+maps each UTF-8 byte to its value, pads with filler tokens up to ``special_start``, then Qwen's 22
+special tokens, then the three UniPixel tokens. With ``special_start`` 960 that is the layout of
+the golden fixtures' tokenizer (the ``tiny`` preset); with 151643 the special tokens carry the
+real Qwen2.5-VL / UniPixel ids (``<|video_pad|>`` 151656, ``<|ref|>`` 151665, ...), which is what
+the ``random-3b``/``random-7b`` models use: text takes about 3-4x more tokens than with Qwen's
+BPE, negligible next to the hundreds of video tokens of a query.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ QWEN_SPECIAL_TOKENS = (
 UNIPIXEL_TOKENS = ("<|ref|>", "<|seg|>", "<|mem|>")
 TINY_SPECIAL_START = 960
 TINY_VOCAB_SIZE = 1024
+QWEN_SPECIAL_START = 151643  # <|endoftext|> in Qwen2.5's vocabulary
 
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
@@ -50,14 +55,19 @@ def special_token_ids(tokenizer) -> dict[str, int]:
     return ids
 
 
-def build_byte_tokenizer() -> PreTrainedTokenizerFast:
-    """A 1024-id byte-level tokenizer: ids 0-255 = bytes, 960+ = Qwen + UniPixel specials."""
+def build_byte_tokenizer(special_start: int = TINY_SPECIAL_START) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer: ids 0-255 = bytes, ``special_start``+ = Qwen + UniPixel specials.
+
+    Args:
+        special_start: id of ``<|endoftext|>``; 960 for the ``tiny`` preset (1024-id vocabulary),
+            :data:`QWEN_SPECIAL_START` for the real ids (about 1 s to build, 5 MB saved).
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from tokenizers.pre_tokenizers import ByteLevel
 
     alphabet = sorted(ByteLevel.alphabet(), key=lambda ch: _byte_of(ch))
     vocab = {ch: i for i, ch in enumerate(alphabet)}
-    vocab.update({f"<|filler_{i}|>": i for i in range(256, TINY_SPECIAL_START)})
+    vocab.update({f"<|filler_{i}|>": i for i in range(256, special_start)})
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
     core.normalizer = normalizers.NFC()
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
