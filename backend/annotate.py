@@ -1,171 +1,213 @@
-"""Run prompts on a task's session: create, reuse or refine objects, answer text queries.
+"""Run one interactive call's prompts on a task's session and say what changed.
 
-Identical regions sent again (LS re-sends every smart region of the same label) are served from
-the session; a point group that only gained clicks is refined with the new clicks alone (SAM 2
-only, no LLM pass), which is what makes a second click fast.
+Object identity follows what the Label Studio editor really does (``tests/e2e/EDITOR_NOTES.md``):
+
+- A smart click is applied once: ``TaskSession.clicks`` remembers which object each click id went
+  to, so the clicks the editor sends again (all dynamic clicks of a label, every call) only mark
+  that object as still pending.
+- A new click goes to an object by where it lands (:mod:`backend.targeting`): on or next to an
+  object's mask it corrects that object (positive adds, negative removes), on a frame where an
+  object's track is missing but next to its footprint on the nearest frame it fixes that track,
+  elsewhere a positive click starts a new object. A negative click with nothing to correct is
+  logged and answered with nothing, never an error.
+- A correction of an object the editor no longer holds as pending (accepted, or sent alone)
+  re-tracks only the stretch up to the nearest frame the annotator already prompted, each way.
+- A drawn box or mask is one object; drawn again unchanged, it is served from the session.
+- Regions the backend wrote are never re-prompted; descriptions the annotator edited are kept.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from backend.converters.prompts import ContextPrompts, ObjectPrompt
+from backend.converters.prompts import Click, ContextPrompts, RegionPrompt
+from backend.converters.region_ids import new_object_id
 from backend.sessions import TaskSession, TrackedObject
+from backend.targeting import target_object
+from unipixel_model import templates
 from unipixel_model.errors import UniPixelInputError
-from unipixel_model.types import MaskPrompt, PointPrompt
+from unipixel_model.types import MaskPrompt, MaskTrack
 
 logger = logging.getLogger(__name__)
 
-DESCRIBE_QUESTION = "Please describe [{}] briefly."
-FORCED_SEG_ANSWER = "Sure, it is <|seg|>."
-_OBJ_REF = re.compile(r"\[(\d+)\]")
-_SPECIAL = re.compile(r"<\|[^|>]*\|>")
+
+@dataclass
+class ObjectUpdate:
+    """An object to report back, and the 0-based frames (inclusive) to report; None: all."""
+
+    tracked: TrackedObject
+    track: MaskTrack
+    frames: tuple[int, int] | None = None
 
 
 @dataclass
-class AnnotatedObject:
-    """An object to report back: its tracked state and whether this call changed it."""
+class CallResult:
+    """What one call did: the objects to render (context order), the text answer, what was skipped."""
 
-    tracked: TrackedObject
-    changed: bool
+    updates: list[ObjectUpdate] = field(default_factory=list)
+    answer: str | None = None
+    skipped: list[str] = field(default_factory=list)
 
 
-def run_prompts(ts: TaskSession, prompts: ContextPrompts, default_label: str | None,
-                describe: bool) -> tuple[list[AnnotatedObject], str | None]:
-    """Apply ``prompts`` to ``ts`` (call with the GPU lock held).
-
-    Returns:
-        The objects of this call in context order (then text results), and the model's text
-        answer to a question about earlier objects (None otherwise).
-    """
-    out: list[AnnotatedObject] = []
-    fresh: list[ObjectPrompt] = []
-    for op in prompts.objects:
-        reused = _reuse_or_refine(ts, op)
-        if reused is None:
-            fresh.append(op)
-        else:
-            out.append(reused)
-    out += _create(ts, fresh)
-    answer = None
+def run_prompts(ts: TaskSession, prompts: ContextPrompts, default_label: str | None, describe: bool) -> CallResult:
+    """Apply ``prompts`` to ``ts`` (call with the GPU lock and ``ts.lock`` held)."""
+    result = CallResult(skipped=list(prompts.skipped))
+    changed: dict[str, tuple[int, int] | None] = {}
+    keep_descriptions(ts, prompts.descriptions)
+    for region in prompts.regions:
+        try:
+            changed[_region_object(ts, region)] = None
+        except UniPixelInputError as err:  # e.g. a mask too small for the model: the rest is still served
+            result.skipped.append(f"region {region.region_id}: {err}")
+    pending = {ts.clicks[c.click_id] for c in prompts.clicks if ts.clicks.get(c.click_id) in ts.objects}
+    for click in prompts.clicks:
+        if click.click_id in ts.clicks:
+            continue
+        try:
+            obj = _apply_click(ts, click, pending, result.skipped, default_label)
+        except UniPixelInputError as err:
+            result.skipped.append(f"click {click.click_id}: {err}")
+            ts.clicks[click.click_id] = ""
+            continue
+        if obj is not None:
+            frames = None if obj.region_id in pending else ts.session.objects[obj.obj_id].track.updated
+            changed[obj.region_id] = _merge(changed, obj.region_id, frames)
+    for region_id in pending:  # still pending in the editor: its whole track is re-sent
+        changed[region_id] = None
     if prompts.text:
-        objects, answer = _text(ts, prompts.text, default_label)
-        out += objects
-    if describe:
-        for item in out:
-            if item.changed or item.tracked.description is None:
-                item.tracked.description = _describe(ts, item.tracked.obj_id) or item.tracked.description
-    return out, answer
+        result.answer = _text(ts, prompts.text, default_label, changed)
+    for region_id, frames in changed.items():
+        obj = ts.objects.get(region_id)
+        if obj is None or obj.obj_id not in ts.session.objects:
+            continue
+        if describe and not obj.description_by_annotator and (frames is None or obj.description is None):
+            obj.description = _describe(ts, obj.obj_id) or obj.description
+        result.updates.append(ObjectUpdate(obj, ts.session.objects[obj.obj_id].track, frames))
+    return result
 
 
-def _signature(op: ObjectPrompt) -> str:
-    p = op.prompt
-    if isinstance(p, MaskPrompt):
-        return f"mask:{p.frame_idx}:{hash(p.mask.tobytes())}"
-    return f"{type(p).__name__}:{p}"
-
-
-def _reuse_or_refine(ts: TaskSession, op: ObjectPrompt) -> AnnotatedObject | None:
-    known = ts.objects.get(op.key)
-    if known is None or known.obj_id not in ts.session.objects:
+def _merge(changed: dict, region_id: str, frames: tuple[int, int] | None) -> tuple[int, int] | None:
+    """Frames to report after one more change: the union of stretches (None, all frames, wins)."""
+    if region_id not in changed:
+        return frames
+    before = changed[region_id]
+    if before is None or frames is None:
         return None
-    if not op.clicks:
-        return AnnotatedObject(known, False) if known.signature == _signature(op) else _drop(ts, op.key)
-    done = len(known.clicks)
-    if op.clicks[:done] != known.clicks or known.signature != _signature(op):
-        return _drop(ts, op.key)  # clicks were removed or moved: start over
-    new = op.clicks[done:]
-    if not new:
-        return AnnotatedObject(known, False)
-    ts.session.refine(known.obj_id, new[0].frame_idx, [(c.x_px, c.y_px) for c in new],
-                      [int(c.positive) for c in new])
-    known.clicks = list(op.clicks)
-    return AnnotatedObject(known, True)
+    return min(before[0], frames[0]), max(before[1], frames[1])
 
 
-def _drop(ts: TaskSession, key: str) -> None:
-    known = ts.objects.pop(key)
-    if known.obj_id in ts.session.objects:
-        ts.session.forget(known.obj_id)
-    return None
+def keep_descriptions(ts: TaskSession, descriptions: dict[str, str]) -> None:
+    """Descriptions the annotator wrote (by region id) replace the model's, and stay theirs."""
+    for region_id, text in descriptions.items():
+        obj = ts.objects.get(region_id)
+        if obj is not None and text != obj.description:  # the annotator rewrote it: theirs from now on
+            obj.description, obj.description_by_annotator = text, True
 
 
-def _create(ts: TaskSession, fresh: list[ObjectPrompt]) -> list[AnnotatedObject]:
-    """One ``refer`` pass for every new object, then the extra clicks of point groups."""
-    if not fresh:
-        return []
-    first_id = ts.next_obj_id()
-    ids = {first_id + n: op for n, op in enumerate(fresh)}
-    ts.session.refer({obj_id: op.prompt for obj_id, op in ids.items()})
-    out = []
-    for obj_id, op in ids.items():
-        extra: list[PointPrompt] = op.clicks[1:]
-        if extra:
-            ts.session.refine(obj_id, extra[0].frame_idx, [(c.x_px, c.y_px) for c in extra],
-                              [int(c.positive) for c in extra])
-        tracked = TrackedObject(obj_id, op.label, _signature(op), list(op.clicks), op.region_id)
-        ts.objects[op.key] = tracked
-        out.append(AnnotatedObject(tracked, True))
-    return out
+def _signature(prompt) -> str:
+    if isinstance(prompt, MaskPrompt):
+        return f"mask:{prompt.frame_idx}:{hash(prompt.mask.tobytes())}"
+    return f"{type(prompt).__name__}:{prompt}"
 
 
-def _text(ts: TaskSession, text: str, label: str | None) -> tuple[list[AnnotatedObject], str | None]:
-    """A text query: a question about ``[n]`` objects goes to the memory bank, anything else segments."""
-    key = f"text:{text}"
-    known = [o for k, o in ts.objects.items() if k.startswith(key + "#") and o.obj_id in ts.session.objects]
+def _region_object(ts: TaskSession, region: RegionPrompt) -> str:
+    """A drawn box or mask -> its object (reused when unchanged); returns the object's region id."""
+    owner = ts.clicks.get(region.region_id)
+    known = ts.objects.get(owner) if owner else None
+    signature = _signature(region.prompt)
+    if known is not None and known.obj_id in ts.session.objects and known.signature == signature:
+        return known.region_id
+    if known is not None:
+        _forget(ts, known)
+    # A video box becomes the track under the annotator's own id (the editor replaces it in place,
+    # keeping their keyframe); an image box or stroke gets a mask region of its own.
+    region_id = region.region_id if region.keyframe is not None else new_object_id(ts.task_id)
+    obj = TrackedObject(ts.next_obj_id(), region_id, region.label, signature, {region.prompt.frame_idx},
+                        keyframe=region.keyframe)
+    ts.session.refer({obj.obj_id: region.prompt})
+    ts.objects[region_id], ts.clicks[region.region_id] = obj, region_id
+    return region_id
+
+
+def _apply_click(ts: TaskSession, click: Click, pending: set[str], skipped: list[str],
+                 default_label: str | None) -> TrackedObject | None:
+    point = click.point
+    target = target_object(ts, point, prefer=pending)
+    if target is None and not point.positive:
+        why = (f"negative click at ({point.x_px:.0f}, {point.y_px:.0f}) px on frame {point.frame_idx} has no object "
+               "to correct; click the object first (plain click), then Alt-click to remove parts")
+        skipped.append(why)
+        ts.clicks[click.click_id] = ""
+        return None
+    if target is None:
+        obj = TrackedObject(ts.next_obj_id(), new_object_id(ts.task_id), click.label or default_label,
+                            f"click:{click.click_id}", {point.frame_idx})
+        track = ts.session.refer({obj.obj_id: point}).tracks[0]
+        ts.objects[obj.region_id] = obj
+        pending.add(obj.region_id)
+        action = "starts new object"
+    else:
+        obj = target
+        track = ts.session.refine(obj.obj_id, [point], stretch_only=obj.region_id not in pending)
+        obj.fixed_frames.add(point.frame_idx)
+        action = "adds to" if point.positive else "removes from"
+    ts.clicks[click.click_id] = obj.region_id
+    logger.info("task %s: click %s (%s, frame %d at %.0f, %.0f px) %s %s", ts.task_id, click.click_id,
+                "positive" if point.positive else "negative", point.frame_idx, point.x_px, point.y_px, action,
+                obj.region_id)
+    if not track.visible(point.frame_idx):
+        skipped.append(f"the model finds no object at the click on frame {point.frame_idx} for {obj.region_id} "
+                       f"(object score {float(track.object_scores[point.frame_idx]):.3f}); click inside the object")
+    return obj
+
+
+def _forget(ts: TaskSession, obj: TrackedObject) -> None:
+    ts.objects.pop(obj.region_id, None)
+    if obj.obj_id in ts.session.objects:
+        ts.session.forget(obj.obj_id)
+
+
+def _text(ts: TaskSession, text: str, label: str | None, changed: dict) -> str | None:
+    """A text query: a question about ``[n]`` objects goes to the memory bank, anything else segments.
+    The same query again is served from the session."""
+    known = [r for r in ts.queries.get(text, []) if r in ts.objects and ts.objects[r].obj_id in ts.session.objects]
     if known:
-        return [AnnotatedObject(o, False) for o in known], None
-    refs = [int(n) for n in _OBJ_REF.findall(text)]
+        changed.update({r: None for r in known})
+        return None
+    refs = [int(n) for n in templates.OBJ_REF.findall(text)]
     if refs and all(n in ts.session.objects for n in refs):
         result = ts.session.ask(text, refs)
-        answer = clean_text(result.text)
-        asked = [AnnotatedObject(o, False) for o in ts.objects.values() if o.obj_id in refs]
-        for item in asked:  # the answer is shown as the referenced objects' description
-            item.tracked.description = answer
-        return asked + _keep_text_tracks(ts, key, label, result.tracks), answer
-    question = segmentation_question(text, ts.session.frames.is_image)
-    result = ts.session.segment(question)
-    if not result.tracks:  # the user asked for a mask: take UniPixel's own answer template
-        result = ts.session.segment(question, forced_answer=FORCED_SEG_ANSWER)
-    answer = None
-    return _keep_text_tracks(ts, key, label, result.tracks), answer
-
-
-def _keep_text_tracks(ts: TaskSession, key: str, label: str | None, tracks) -> list[AnnotatedObject]:
-    out = []
-    for n, track in enumerate(tracks):
-        tracked = TrackedObject(track.obj_id, label, key, [], None)
-        ts.objects[f"{key}#{n}"] = tracked
-        out.append(AnnotatedObject(tracked, True))
-    return out
-
-
-def segmentation_question(text: str, is_image: bool) -> str:
-    """A query as UniPixel was trained to read it: short phrases go into the "Please segment the
-    {} in this video." template, sentences and questions get "Please provide the segmentation mask."."""
-    text = " ".join(text.split())
-    medium = "image" if is_image else "video"
-    if text.endswith(("?", ".", "!")) or len(text.split()) > 12:
-        return f"{text} Please provide the segmentation mask."
-    phrase = re.sub(r"^(the|a|an)\s+", "", text, flags=re.IGNORECASE)
-    return f"Please segment the {phrase} in this {medium}."
+        answer = templates.clean_answer(result.text)
+        for obj in ts.live():
+            if obj.obj_id in refs and not obj.description_by_annotator:
+                obj.description = answer  # shown as the referenced objects' description
+                changed[obj.region_id] = None
+        tracks = result.tracks
+    else:
+        question = templates.segmentation_question(text, ts.session.frames.is_image)
+        tracks = ts.session.segment(question).tracks
+        if not tracks:  # the user asked for a mask: take UniPixel's own answer template
+            tracks = ts.session.segment(question, forced_answer=templates.SEG_ANSWER).tracks
+        answer = None
+    ids = []
+    for track in tracks:
+        obj = TrackedObject(track.obj_id, new_object_id(ts.task_id), label, f"text:{text}")
+        ts.objects[obj.region_id] = obj
+        changed[obj.region_id] = None
+        ids.append(obj.region_id)
+    ts.queries[text] = ids
+    return answer
 
 
 def _describe(ts: TaskSession, obj_id: int) -> str | None:
     """The model's description of object ``[obj_id]`` (None when its mask is too small to pool)."""
     before = set(ts.session.objects)
     try:
-        answer = ts.session.ask(DESCRIBE_QUESTION.format(obj_id), [obj_id]).text
+        answer = ts.session.ask(templates.DESCRIBE_QUESTION.format(obj_id), [obj_id]).text
     except UniPixelInputError as err:
         logger.info("no description for [%d]: %s", obj_id, err)
         return None
     for extra in set(ts.session.objects) - before:  # a <|seg|> in a description is not a new object
         ts.session.forget(extra)
-    return clean_text(answer)
-
-
-def clean_text(answer: str) -> str:
-    """Model text without special tokens (``<|seg|>``, ``<|im_end|>``...) and extra spaces."""
-    return " ".join(_SPECIAL.sub(" ", answer).split())
+    return templates.clean_answer(answer) or None

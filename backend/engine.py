@@ -13,6 +13,7 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from backend.errors import Busy
@@ -22,6 +23,15 @@ from backend.settings import Settings
 from backend.versions import VersionStore
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The loaded weights and the ``<model>@<version>`` name of exactly these weights."""
+
+    model: object
+    tokenizer: object
+    version: str
 
 
 class Engine:
@@ -40,6 +50,7 @@ class Engine:
         self._active_version: str | None = None
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unipixel-propagate")
         self.background_jobs: list[Future] = []
+        self._jobs_lock = threading.Lock()
         self.ls_client: LabelStudioClient | None = None
         if settings.label_studio_url:  # one client per process: a PAT's access token is refreshed once, not per call
             self.ls_client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)
@@ -61,16 +72,22 @@ class Engine:
             version = self._active_version
         return f"{self.model_name()}@{version or 'base'}"
 
-    def model(self):
+    def model(self) -> tuple:
         """(model, tokenizer), loading them on first use and activating the latest published adapter.
         Call with ``self.gpu`` held."""
+        loaded = self.serving()
+        return loaded.model, loaded.tokenizer
+
+    def serving(self) -> "Serving":
+        """The weights to use now and the version name they carry, resolved together once (a reply
+        names the weights that made its masks). Call with ``self.gpu`` held."""
         with self._load_lock:
             if self._model is None:
                 self._load()
             wanted = self.versions.latest()
             if wanted != self._active_version and not self.versions.is_broken(wanted):
                 self._activate(wanted)
-        return self._model, self._tokenizer
+            return Serving(self._model, self._tokenizer, f"{self.model_name()}@{self._active_version or 'base'}")
 
     def share_model(self, other: "Engine") -> None:
         """Serve ``other``'s already loaded weights (one model, several configurations: tests, benchmarks)."""
@@ -122,8 +139,14 @@ class Engine:
     def submit(self, fn, *args) -> Future:
         """Run ``fn(*args)`` on the background thread (propagation of long videos)."""
         future = self._background.submit(_logged, fn, *args)
-        self.background_jobs = [f for f in self.background_jobs if not f.done()] + [future]
+        with self._jobs_lock:  # request threads submit concurrently
+            self.background_jobs = [f for f in self.background_jobs if not f.done()] + [future]
         return future
+
+    def running_jobs(self) -> list[Future]:
+        """Background jobs not finished yet (a copy)."""
+        with self._jobs_lock:
+            return [f for f in self.background_jobs if not f.done()]
 
 
 def _logged(fn, *args):

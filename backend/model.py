@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 import time
 
-from backend.annotate import run_prompts
-from backend.converters.prompts import ContextPrompts, context_to_prompts
+from backend.annotate import ObjectUpdate, keep_descriptions, run_prompts
+from backend.converters.prompts import ContextPrompts, PromptControls, context_to_prompts, wants_model
 from backend.converters.results import prediction
-from backend.engine import Engine
+from backend.engine import Engine, Serving
 from backend.errors import BackendError, BadRequest
 from backend.label_config import LabelSpec, parse_label_config
 from backend.media import MediaFetcher
-from backend.render import render_objects
+from backend.render import render_updates
 from backend.sessions import TaskSession
-from backend.task_media import media_key, media_value, open_task_session, task_id_of
+from backend.task_data import media_key, media_value, task_id_of
+from backend.task_media import open_task_session
 
 logger = logging.getLogger(__name__)
 BACKGROUND_CHUNK = 16  # frames propagated per GPU-lock hold in the background
@@ -57,16 +58,39 @@ class UniPixelBackend:
         return self._batch(tasks, spec)
 
     def _interactive(self, task: dict, context: dict, spec: LabelSpec) -> dict:
+        controls = PromptControls(spec.prompt.name if spec.prompt else None,
+                                  spec.description.name if spec.description else None)
+        if not wants_model(context, controls):
+            # {"result": []} after every Submit/Update, or only the backend's own regions:
+            # nothing to compute, so no session is opened and the GPU lock is not taken
+            self._keep_descriptions(task, context, controls)
+            return prediction([], self.model_version)
         with self.engine.admitted(), self.engine.gpu:
-            ts = self._task_session(task, spec)
+            serving = self.engine.serving()
+            self.model_version = serving.version
+            ts = self._task_session(task, spec, serving)
             with ts.lock:
-                prompts = context_to_prompts(context, ts.shape)
-                if not prompts.objects and not prompts.text:
-                    return prediction([], self.model_version)
-                result = self._run(ts, spec, prompts, self.settings.interactive_budget_s)
-            if ts.session.incomplete():
-                self.engine.submit(self._finish, ts, spec, [o.obj_id for o in result[1]], self.model_version)
-        return result[0]
+                prompts = context_to_prompts(context, ts.shape, controls)
+                with ts.session.deadline(time.monotonic() + self.settings.interactive_budget_s):
+                    call = run_prompts(ts, prompts, spec.default_label, self._describes(spec))
+                pred = prediction(render_updates(ts.shape, spec, call.updates), serving.version)
+                incomplete = ts.session.incomplete()
+        for why in call.skipped:  # Label Studio shows annotators nothing of ours: the log says it
+            logger.warning("task %s: skipped: %s", ts.task_id, why)
+        if incomplete:
+            self.engine.submit(self._finish, ts, spec, [u.tracked.region_id for u in call.updates], serving.version)
+        return pred
+
+    def _describes(self, spec: LabelSpec) -> bool:
+        return self.settings.describe_objects and spec.description is not None
+
+    def _keep_descriptions(self, task: dict, context: dict, controls: PromptControls) -> None:
+        """Store descriptions the annotator edited, if the task's session is open (no GPU needed)."""
+        ts = self.engine.sessions.peek(task_id_of(task))
+        if ts is None:
+            return
+        with ts.lock:
+            keep_descriptions(ts, context_to_prompts(context, ts.shape, controls).descriptions)
 
     def _batch(self, tasks: list[dict], spec: LabelSpec) -> list[dict]:
         """Text queries from the task data (``UNIPIXEL_TEXT_FIELD``); tasks past the budget finish
@@ -79,7 +103,7 @@ class UniPixelBackend:
             if not isinstance(text, str) or not text.strip():
                 out.append(prediction([], self.model_version))
             elif time.monotonic() > deadline and self.client is not None:
-                self.engine.submit(self._predict_and_post, task, spec, text, self.model_version)
+                self.engine.submit(self._predict_and_post, task, spec, text)
                 out.append(prediction([], self.model_version))
             else:
                 try:
@@ -94,45 +118,40 @@ class UniPixelBackend:
 
     def _text_prediction(self, task: dict, spec: LabelSpec, text: str) -> dict:
         with self.engine.admitted(), self.engine.gpu:
-            ts = self._task_session(task, spec)
+            serving = self.engine.serving()
+            self.model_version = serving.version
+            ts = self._task_session(task, spec, serving)
             with ts.lock:
-                pred, _ = self._run(ts, spec, ContextPrompts(text=text.strip()), None)
-        return pred
+                call = run_prompts(ts, ContextPrompts(text=text.strip()), spec.default_label, self._describes(spec))
+                return prediction(render_updates(ts.shape, spec, call.updates), serving.version)
 
-    def _run(self, ts: TaskSession, spec: LabelSpec, prompts: ContextPrompts, budget_s: float | None):
-        # one deadline for the whole call, however many objects it creates or refines
-        ts.session.track_deadline = None if budget_s is None else time.monotonic() + budget_s
-        describe = self.settings.describe_objects and spec.description is not None
-        annotated, _ = run_prompts(ts, prompts, spec.default_label, describe)
-        objects = [a.tracked for a in annotated]
-        return prediction(render_objects(ts, spec, objects), self.model_version), objects
-
-    def _task_session(self, task: dict, spec: LabelSpec) -> TaskSession:
-        model, tokenizer = self.engine.model()
-        self.model_version = self.engine.model_version()
+    def _task_session(self, task: dict, spec: LabelSpec, serving: Serving) -> TaskSession:
         return self.engine.sessions.get(task_id_of(task), media_key(media_value(task, spec)),
-                                        lambda: open_task_session(self.settings, self.fetcher, model, tokenizer,
-                                                                  task, spec))
+                                        lambda: open_task_session(self.settings, self.fetcher, serving.model,
+                                                                  serving.tokenizer, task, spec))
 
     # ---- background ------------------------------------------------------------------------
-    def _finish(self, ts: TaskSession, spec: LabelSpec, obj_ids: list[int], version: str) -> dict | None:
-        """Propagate what the interactive budget cut short, then post the full track to LS."""
+    def _finish(self, ts: TaskSession, spec: LabelSpec, region_ids: list[str], version: str) -> dict | None:
+        """Propagate what the interactive budget cut short, then post the full tracks to LS."""
         while True:
             with self.engine.gpu, ts.lock:
-                if self.engine.model_version() != version:
-                    return None  # a new model version: its predictions will be asked for anew
+                if self.engine.serving().version != version:
+                    logger.info("task %s: model changed to %s; the background track of %s is dropped",
+                                ts.task_id, self.engine.model_version(), version)
+                    return None
                 pending = ts.session.incomplete()
                 if not pending:
                     break
                 ts.session.continue_tracking(pending[0], BACKGROUND_CHUNK)
         with ts.lock:  # rendering is CPU work: clicks on other tasks may use the GPU meanwhile
-            objects = [o for o in ts.objects.values() if o.obj_id in obj_ids and o.obj_id in ts.session.objects]
-            final = prediction(render_objects(ts, spec, objects), version)
+            updates = [ObjectUpdate(o, ts.session.objects[o.obj_id].track) for o in ts.live()
+                       if o.region_id in region_ids]
+            final = prediction(render_updates(ts.shape, spec, updates), version)
         if self.client is not None and final["result"]:
             self.client.post_prediction(ts.task_id, final)
         return final
 
-    def _predict_and_post(self, task: dict, spec: LabelSpec, text: str, version: str) -> None:
+    def _predict_and_post(self, task: dict, spec: LabelSpec, text: str) -> None:
         pred = self._text_prediction(task, spec, text)
         if pred["result"] and self.client is not None:
             self.client.post_prediction(task_id_of(task), pred)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from backend.converters.prompts import MediaShape
 from unipixel_model.session import InferenceSession
-from unipixel_model.types import PointPrompt
 
 
 @dataclass
@@ -24,36 +23,52 @@ class TrackedObject:
     """A Label Studio object known to a session.
 
     Attributes:
-        obj_id: its id in the model's memory bank (``[obj_id]`` in questions).
+        obj_id: its id in the model's memory bank (``[obj_id]`` in questions; internal only).
+        region_id: its LS region id: fresh (``region_ids.new_object_id``) for objects the backend
+            creates, the annotator's own id for a box they drew (so their region becomes the track).
         label: LS label to write on its regions.
-        signature: what created it (so an identical region is served from cache).
-        clicks: the clicks applied so far (point groups), to refine with only the new ones.
-        region_id: LS region id to reuse in results.
-        description: the model's description, once asked.
+        signature: what created it (an identical region sent again is served from the session).
+        fixed_frames: 0-based frames the annotator prompted or corrected (never overwritten).
+        description: the model's description, or the annotator's once they edited it.
+        description_by_annotator: True once the annotator wrote the description (never replaced).
+        keyframe: the annotator's own LS keyframe of a video box prompt (written back as drawn).
     """
 
     obj_id: int
+    region_id: str
     label: str | None
-    signature: str
-    clicks: list[PointPrompt] = field(default_factory=list)
-    region_id: str | None = None
+    signature: str = ""
+    fixed_frames: set[int] = field(default_factory=set)
     description: str | None = None
+    description_by_annotator: bool = False
+    keyframe: dict | None = None
 
 
 @dataclass
 class TaskSession:
-    """One task's session. ``lock`` serialises calls on the same task."""
+    """One task's session. ``lock`` serialises calls on the same task.
+
+    ``objects`` is keyed by LS region id; ``clicks`` maps every smart click applied so far (its LS
+    region id) to the region id of the object it went to, so a click sent again is never re-applied.
+    """
 
     task_id: int
     media_key: str
     session: InferenceSession
     shape: MediaShape
     objects: dict[str, TrackedObject] = field(default_factory=dict)
+    clicks: dict[str, str] = field(default_factory=dict)
+    queries: dict[str, list[str]] = field(default_factory=dict)
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def next_obj_id(self) -> int:
+        """A memory-bank id for a new object (internal; LS never sees it)."""
         return max(self.session.objects, default=0) + 1
+
+    def live(self) -> list[TrackedObject]:
+        """Objects still in the memory bank, oldest first."""
+        return [o for o in self.objects.values() if o.obj_id in self.session.objects]
 
     @property
     def nbytes(self) -> int:

@@ -93,7 +93,7 @@ def _prune(memory: dict, frame_idx: int, keep: int, direction: str, start: int) 
 @torch.no_grad()
 def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], num_frames: int,
                  prompts: list[ConditioningPrompt], directions: tuple[str, ...] = (FORWARD, BACKWARD),
-                 interleave: bool = True) -> Iterator[FramePrediction]:
+                 interleave: bool = True, stretch: tuple[int, int, int] | None = None) -> Iterator[FramePrediction]:
     """Segment one object on its prompted frames, then propagate.
 
     Args:
@@ -104,6 +104,9 @@ def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], n
         directions: ``forward`` tracks frames after the earliest prompt, ``backward`` frames before it.
         interleave: alternate the two directions after the first frames (see :func:`_schedule`;
             the masks are the same either way, only the order differs).
+        stretch: ``(start, lo, hi)``: propagate from the prompted frame ``start`` only over the
+            frames strictly between ``lo`` and ``hi`` (a correction re-tracks up to the nearest
+            other prompted frames; every prompt still conditions the memory).
     Yields:
         One :class:`FramePrediction` per frame: conditioning frames first (in frame order), then
         the propagated frames (forward ascending, backward descending; interleaved by default).
@@ -115,9 +118,12 @@ def track_object(sam2: UniPixelSAM2, features: Callable[[int], FrameFeatures], n
         out = _step(sam2, features, num_frames, memory, prompt.frame_idx, True, False, prompt)
         memory["cond_frame_outputs"][prompt.frame_idx] = out
         yield _prediction(prompt.frame_idx, out, True)
-    start = min(memory["cond_frame_outputs"])
+    start = min(memory["cond_frame_outputs"]) if stretch is None else stretch[0]
+    lo, hi = (-1, num_frames) if stretch is None else stretch[1:]
     keep = max(sam2.num_maskmem, sam2.max_obj_ptrs_in_encoder)
     for frame_idx, direction in _schedule(start, num_frames, directions, keep, interleave):
+        if not lo < frame_idx < hi:
+            continue
         if frame_idx in memory["cond_frame_outputs"]:
             continue
         out = _step(sam2, features, num_frames, memory, frame_idx, False, direction == BACKWARD, None)

@@ -5,7 +5,7 @@ Typical use::
     session = InferenceSession.open(model, tokenizer, "clip.mp4")
     result = session.segment("Please segment the man in the red jacket.")   # text -> masks
     result = session.refer({1: PointPrompt(320, 200, frame_idx=40)})        # click -> object [1]
-    session.refine(1, frame_idx=55, points=[(300, 210)], labels=[0])         # negative click
+    session.refine(1, [PointPrompt(300, 210, 55, positive=False)])             # negative click
     answer = session.ask("What is [1] doing?")                               # memory injection
 
 The LLM reads up to 16 frames (prompt frames always among them) while SAM 2 tracks every
@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from unipixel_model import processor, templates
 from unipixel_model.errors import UniPixelInputError
 from unipixel_model.feature_cache import SAM2FeatureCache, VisionCache, llm_frame_indices, to_numpy_mask
+from unipixel_model.heap import limit_heap_retention, note_frame_done, release_free_memory
 from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, score_frame, track_object
 from unipixel_model.media import Frames, load_frames
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
@@ -88,6 +90,7 @@ class InferenceSession:
     def open(cls, model: UniPixelModel, tokenizer, media, *, feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
              max_frames: int | None = None) -> "InferenceSession":
         """Decode ``media`` (path, frame folder or uint8 array) once and start a session."""
+        limit_heap_retention()  # two malloc arenas: memory flat in video length (see heap.py)
         frames = load_frames(media, max_frames=max_frames)
         vision = VisionCache(min_pixels=model.config.llm_min_pixels, base_max_pixels=model.config.llm_max_pixels)
         return cls(model, tokenizer, frames, SAM2FeatureCache(model.sam2, frames, feature_cache_bytes), vision)
@@ -178,24 +181,29 @@ class InferenceSession:
         return prefix + question, refer_mask
 
     @torch.no_grad()
-    def refine(self, obj_id: int, frame_idx: int, points: list[tuple[float, float]], labels: list[int]) -> MaskTrack:
-        """Clicks sent straight to SAM 2 on ``frame_idx`` (label 1 adds, 0 removes), then re-propagate.
+    def refine(self, obj_id: int, clicks: Sequence[PointPrompt], *, stretch_only: bool = False) -> MaskTrack:
+        """Clicks sent straight to SAM 2 on their frame (positive adds, negative removes), then re-propagate.
 
         Args:
             obj_id: a saved object.
-            frame_idx: 0-based frame of the clicks.
-            points: (x_px, y_px) pixels of the original frame.
-            labels: 1 positive / 0 negative, one per point.
+            clicks: one or more clicks, all on the same 0-based frame (pixels of the original frame).
+            stretch_only: re-track only the frames between the nearest other prompted frames on
+                each side (or the ends); every other frame keeps its mask. ``track.updated``
+                says which frames changed.
         Returns:
             The object's new :class:`MaskTrack` (also stored in the memory bank).
         """
         entry = self._object(obj_id)
-        if len(points) != len(labels) or not points:
-            raise UniPixelInputError(f"expected one label per point, got {len(points)} points and {len(labels)} labels")
-        if any(label not in (0, 1) for label in labels):
-            raise UniPixelInputError(f"click labels must be 1 (positive) or 0 (negative), got {labels}")
-        for x, y in points:
-            self._check_point(x, y, frame_idx)
+        if not clicks or any(not isinstance(c, PointPrompt) for c in clicks):
+            raise UniPixelInputError(f"refine() takes one or more PointPrompt clicks, got {clicks!r}")
+        frames = sorted({c.frame_idx for c in clicks})
+        if len(frames) != 1:
+            raise UniPixelInputError(f"refine() clicks must share one frame, got frames {frames}; call it once per frame")
+        frame_idx = frames[0]
+        for click in clicks:
+            self._check_point(click.x_px, click.y_px, frame_idx)
+        points = [(c.x_px, c.y_px) for c in clicks]
+        labels = [int(c.positive) for c in clicks]
         coords = self._to_sam(torch.tensor(points, dtype=torch.float32))[None]
         new_labels = torch.tensor([labels], dtype=torch.int32)
         previous = next((p for p in entry.prompts if p.frame_idx == frame_idx), None)
@@ -208,8 +216,13 @@ class InferenceSession:
         prompt = ConditioningPrompt(frame_idx, hidden=previous.hidden if previous else None, point_coords=coords,
                                     point_labels=new_labels, prev_logits=prev_logits)
         prompts = [p for p in entry.prompts if p.frame_idx != frame_idx] + [prompt]
+        others = [p.frame_idx for p in prompts if p.frame_idx != frame_idx]
+        stretch = None
+        if stretch_only:
+            stretch = (frame_idx, max([f for f in others if f < frame_idx], default=-1),
+                       min([f for f in others if f > frame_idx], default=self.frames.num_frames))
         entry.prompts, entry.directions = prompts, (FORWARD, BACKWARD)
-        entry.track = self._track(obj_id, prompts, entry.directions)
+        entry.track = self._track(obj_id, prompts, entry.directions, stretch, entry.track if stretch else None)
         return entry.track
 
     def forget(self, obj_id: int) -> None:
@@ -225,12 +238,25 @@ class InferenceSession:
         job = self.pending.get(obj_id)
         if job is None:
             return True
-        for done, pred in enumerate(job.steps, start=1):
-            _store(job.track, pred)
-            if max_frames is not None and done >= max_frames:
-                return False
-        del self.pending[obj_id]
-        return True
+        try:
+            for done, pred in enumerate(job.steps, start=1):
+                _store(job.track, pred)
+                if max_frames is not None and done >= max_frames:
+                    return False
+            del self.pending[obj_id]
+            return True
+        finally:
+            release_free_memory()  # before another thread (another arena) propagates: see heap.py
+
+    @contextmanager
+    def deadline(self, deadline: float | None) -> Iterator[None]:
+        """Calls inside share one propagation deadline (``time.monotonic()`` seconds; None: no
+        limit); frames past it wait for :meth:`continue_tracking`."""
+        previous, self.track_deadline = self.track_deadline, deadline
+        try:
+            yield
+        finally:
+            self.track_deadline = previous
 
     def incomplete(self) -> list[int]:
         """Objects whose propagation still has frames to go."""
@@ -270,25 +296,35 @@ class InferenceSession:
         self.objects[obj_id] = SessionObject(obj_id, prompts, track, directions)
         return track
 
-    def _track(self, obj_id: int, prompts: list[ConditioningPrompt], directions: tuple[str, ...]) -> MaskTrack:
+    def _track(self, obj_id: int, prompts: list[ConditioningPrompt], directions: tuple[str, ...],
+               stretch: tuple[int, int, int] | None = None, base: MaskTrack | None = None) -> MaskTrack:
+        """Track ``obj_id`` from ``prompts``; with ``stretch`` (start, lo, hi), only frames
+        lo < f < hi are re-tracked and the rest are kept from ``base``."""
         sam2 = self.model.sam2
         device = next(sam2.parameters()).device
         prompts = [_prompt_to(p, device) for p in prompts]
         total = self.frames.num_frames
         side = sam2.image_size // 4
-        scores, ious = torch.full((total,), float("nan")), torch.full((total,), float("nan"))
-        track = MaskTrack(obj_id, self.frames.size_hw, _logit_store(total, side), scores, ious,
-                          sorted(p.frame_idx for p in prompts))
+        if base is not None and stretch is not None:
+            track = MaskTrack(obj_id, self.frames.size_hw, base.low_res_logits, base.object_scores.clone(),
+                              base.ious.clone(), sorted(p.frame_idx for p in prompts), (stretch[1] + 1, stretch[2] - 1))
+        else:
+            scores, ious = torch.full((total,), float("nan")), torch.full((total,), float("nan"))
+            track = MaskTrack(obj_id, self.frames.size_hw, _logit_store(total, side), scores, ious,
+                              sorted(p.frame_idx for p in prompts))
         self.pending.pop(obj_id, None)  # a new track supersedes an unfinished one
-        steps = track_object(sam2, self.features, total, prompts, directions)
+        steps = track_object(sam2, self.features, total, prompts, directions, stretch=stretch)
         deadline = self.track_deadline
         if deadline is None and self.track_budget_s is not None:
             deadline = time.monotonic() + self.track_budget_s
         for pred in steps:
+            if stretch is not None and pred.frame_idx != stretch[0] and not stretch[1] < pred.frame_idx < stretch[2]:
+                continue  # another prompted frame: the annotator's, kept as it is
             _store(track, pred)
             if deadline is not None and not pred.is_conditioning and time.monotonic() > deadline:
                 self.pending[obj_id] = _PendingTrack(track, steps)
                 break
+        release_free_memory()  # this call's freed temporaries go back before the next (see heap.py)
         return track
 
     def _llm(self, question: str, indices: tuple[int, ...], refs: list[RefPrompt],
@@ -376,6 +412,7 @@ class InferenceSession:
 def _store(track: MaskTrack, pred) -> None:
     track.low_res_logits[pred.frame_idx] = pred.low_res_logits.float().cpu()
     track.object_scores[pred.frame_idx], track.ious[pred.frame_idx] = pred.object_score, float(pred.ious.max())
+    note_frame_done()  # the frame's temporaries are freed: hand the heap's free pages back now and then
 
 
 # Above this many bytes, a track's logits live in a temporary file (memory flat in video length).

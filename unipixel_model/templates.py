@@ -103,6 +103,10 @@ def mem_prefix_lines(obj_chunks: dict[int, list[int]], num_frames: int | None) -
     return MEM_VIDEO_PREFIX.format(n=num_frames) + "".join(lines)
 
 
+OBJ_REF = re.compile(r"\[(\d+)\]")  # "[3]": object 3 of the memory bank
+
+
 def clean_answer(text: str) -> str:
-    """Model text without special tokens (``<|seg|>``, ``<|im_end|>``...) and extra spaces."""
-    return " ".join(_SPECIAL.sub(" ", text).split())
+    """Model text without special tokens (``<|seg|>``, ``<|im_end|>``...), without the U+FFFD
+    that a byte-level tokenizer leaves for a cut multi-byte character, and without extra spaces."""
+    return " ".join(_SPECIAL.sub(" ", text).replace("\ufffd", " ").split())

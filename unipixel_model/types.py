@@ -6,43 +6,14 @@ Masks are ``bool[H, W]`` at the original resolution.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class PointPrompt:
-    """A click at (x_px, y_px) on frame ``frame_idx``; ``positive=False`` is a negative click."""
-
-    x_px: float
-    y_px: float
-    frame_idx: int
-    positive: bool = True
-
-
-@dataclass(frozen=True)
-class BoxPrompt:
-    """A box (x1_px, y1_px) top-left to (x2_px, y2_px) bottom-right on frame ``frame_idx``."""
-
-    x1_px: float
-    y1_px: float
-    x2_px: float
-    y2_px: float
-    frame_idx: int
-
-
-@dataclass(frozen=True)
-class MaskPrompt:
-    """An object mask on one frame: ``mask`` is bool [H, W] at the original resolution."""
-
-    mask: np.ndarray
-    frame_idx: int
-
-
-VisualPrompt = PointPrompt | BoxPrompt | MaskPrompt
+from unipixel_model.prompts import BoxPrompt, MaskPrompt, PointPrompt, VisualPrompt  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -56,6 +27,7 @@ class MaskTrack:
         object_scores: float32 [T] object-visibility logits (NaN where untracked).
         ious: float32 [T] predicted IoU of the selected mask (NaN where untracked).
         prompt_frames: frames that carried a prompt.
+        updated: ``(first, last)`` 0-based frames (inclusive) the last call changed; None: all.
     """
 
     obj_id: int
@@ -64,6 +36,7 @@ class MaskTrack:
     object_scores: torch.Tensor
     ious: torch.Tensor
     prompt_frames: list[int] = field(default_factory=list)
+    updated: tuple[int, int] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -79,6 +52,19 @@ class MaskTrack:
         logits = F.interpolate(self.low_res_logits[frame_idx][None, None], size=self.frame_size_hw,
                                mode="bilinear", align_corners=False)
         return (logits[0, 0] > 0).numpy()
+
+    def visible_masks(self, frames: tuple[int, int] | None = None, chunk: int = 8) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(frame_idx, bool [H, W])`` for tracked frames where the object is visible and
+        has pixels, within ``frames`` (first, last inclusive; None: all), resizing ``chunk``
+        frames at a time (a 1080p float chunk of 8 is ~66 MB)."""
+        wanted = [f for f in self.frame_idx if self.visible(f) and (frames is None or frames[0] <= f <= frames[1])]
+        for start in range(0, len(wanted), chunk):
+            batch = wanted[start:start + chunk]
+            logits = self.low_res_logits[batch][:, None].float()
+            masks = F.interpolate(logits, size=self.frame_size_hw, mode="bilinear", align_corners=False)[:, 0] > 0
+            for frame_idx, mask in zip(batch, masks.numpy()):
+                if mask.any():
+                    yield frame_idx, mask
 
     def masks(self) -> np.ndarray:
         """bool [T, H, W] for every frame (mind the memory on long videos; prefer :meth:`mask`)."""

@@ -217,3 +217,31 @@ def rect_pct_to_box_px(x_pct: float, y_pct: float, w_pct: float, h_pct: float,
         raise GeometryError(f"rectangle x={x_pct}% y={y_pct}% w={w_pct}% h={h_pct}% has no area inside the "
                             f"{width_px}x{height_px} frame; draw it over the image")
     return x1, y1, x2, y2
+
+
+def rotated_rect_pct_to_box_px(x_pct: float, y_pct: float, w_pct: float, h_pct: float, rotation_deg: float,
+                               width_px: int, height_px: int) -> tuple[float, float, float, float]:
+    """The pixel box enclosing a rotated Label Studio rectangle, clamped into the frame.
+
+    Label Studio rotates a rectangle clockwise (screen y points down) by ``rotation_deg`` around its
+    top-left corner ``(x, y)``, in pixel space; the 3-point tool draws such boxes. SAM 2 takes
+    axis-aligned boxes, so the prompt is the box around the four rotated corners.
+
+    Raises:
+        GeometryError: as :func:`rect_pct_to_box_px`, or for a non-finite rotation.
+    """
+    if not math.isfinite(rotation_deg):
+        raise GeometryError(f"rectangle rotation must be a finite number of degrees, got {rotation_deg}")
+    if rotation_deg % 360 == 0:
+        return rect_pct_to_box_px(x_pct, y_pct, w_pct, h_pct, width_px, height_px)
+    if w_pct < 0 or h_pct < 0:
+        raise GeometryError(f"rectangle width/height must be >= 0 percent, got {w_pct}, {h_pct}")
+    x0, y0 = pct_to_px(x_pct, width_px), pct_to_px(y_pct, height_px)
+    w, h = pct_to_px(w_pct, width_px), pct_to_px(h_pct, height_px)
+    theta = math.radians(rotation_deg)
+    cos, sin = math.cos(theta), math.sin(theta)
+    xs = [x0 + dx * cos - dy * sin for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))]
+    ys = [y0 + dx * sin + dy * cos for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))]
+    x1, y1, x2, y2 = min(xs), min(ys), max(xs), max(ys)
+    return rect_pct_to_box_px(px_to_pct(x1, width_px), px_to_pct(y1, height_px), px_to_pct(x2 - x1, width_px),
+                              px_to_pct(y2 - y1, height_px), width_px, height_px)

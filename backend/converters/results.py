@@ -53,6 +53,15 @@ def video_rectangle_result(from_name: str, to_name: str, region_id: str, label: 
             "origin": "prediction", "score": round(float(score), 4), "value": value}
 
 
+def with_keyframe(region: dict, keyframe: dict) -> dict:
+    """``region`` (a ``videorectangle``) with the annotator's ``keyframe`` in place of ours on its
+    LS frame, as they drew it (their box prompt is kept, not replaced by the model's box)."""
+    ls_frame = keyframe.get("frame")
+    sequence = [k for k in region["value"]["sequence"] if k["frame"] != ls_frame]
+    sequence = sorted(sequence + [dict(keyframe, enabled=True)], key=lambda k: k["frame"])
+    return {**region, "value": {**region["value"], "sequence": sequence}}
+
+
 def brush_result(from_name: str, to_name: str, region_id: str, label: str | None, mask: np.ndarray,
                  score: float, item_index: int | None = None) -> dict:
     """One ``brushlabels`` region from ``mask`` bool [H, W] (original resolution)."""

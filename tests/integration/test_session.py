@@ -86,10 +86,25 @@ def test_session_refine_negative_click_changes_mask(golden_model, golden_tokeniz
     frame = 4
     ys, xs = np.nonzero(before.mask(frame))
     x, y = float(xs.mean()), float(ys.mean())
-    after = session.refine(2, frame, [(x, y)], [0])
+    after = session.refine(2, [PointPrompt(x, y, frame, positive=False)])
     assert not np.array_equal(after.mask(frame), before.mask(frame))
     assert after.mask(frame).sum() < before.mask(frame).sum()
     assert session.objects[2].track is after
+
+
+def test_session_correction_re_tracks_only_up_to_the_nearest_prompted_frames(golden_model, golden_tokenizer):
+    session, meta, _ = _golden_session(golden_model, golden_tokenizer, "c_video_box_point_two_objects")
+    height, width = session.frames.size_hw
+    last = session.frames.num_frames - 1
+    session.refer({1: PointPrompt(width / 2, height / 2, 0)}, ask=False)
+    session.refine(1, [PointPrompt(width / 3, height / 3, last)])  # a second prompted frame at the end
+    before = session.objects[1].track.low_res_logits.clone()
+    corrected = session.refine(1, [PointPrompt(width / 4, height / 4, 1, positive=False)], stretch_only=True)
+    assert corrected.updated == (1, last - 1)
+    assert torch.equal(corrected.low_res_logits[0], before[0])  # prompted frames are never overwritten
+    assert torch.equal(corrected.low_res_logits[last], before[last])
+    assert not torch.equal(corrected.low_res_logits[1], before[1])
+    assert corrected.prompt_frames == [0, 1, last]
 
 
 def test_session_second_call_reuses_features(golden_model, golden_tokenizer):
@@ -111,12 +126,12 @@ def test_session_bad_inputs_raise_clear_errors(golden_model, golden_tokenizer, t
     with pytest.raises(UniPixelInputError, match="is empty"):
         session.refer({1: MaskPrompt(np.zeros((120, 160), bool), 1)})
     with pytest.raises(UniPixelInputError, match=r"unknown object id \[7\]"):
-        session.refine(7, 0, [(1, 1)], [1])
+        session.refine(7, [PointPrompt(1, 1, 0)])
     session.refer({1: PointPrompt(50, 50, 1)}, ask=False)
-    with pytest.raises(UniPixelInputError, match=r"labels must be 1 \(positive\) or 0 \(negative\), got \[2\]"):
-        session.refine(1, 0, [(1, 1)], [2])
-    with pytest.raises(UniPixelInputError, match="one label per point, got 2 points and 1 labels"):
-        session.refine(1, 0, [(1, 1), (2, 2)], [1])
+    with pytest.raises(UniPixelInputError, match="takes one or more PointPrompt clicks"):
+        session.refine(1, [(1, 1)])
+    with pytest.raises(UniPixelInputError, match=r"must share one frame, got frames \[0, 1\]"):
+        session.refine(1, [PointPrompt(1, 1, 0), PointPrompt(2, 2, 1)])
     with pytest.raises(UniPixelInputError, match=r"unknown object id \[7\]"):
         session.ask("What is [7]?")
     broken = tmp_path / "broken.mp4"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.converters.prompts import MediaShape, context_to_prompts
+from backend.converters.prompts import MediaShape, PromptControls, context_to_prompts, wants_model
 from backend.converters.results import brush_result, description_result, prediction, video_rectangle_result
 from backend.converters.rle import mask_to_ls_rle
 from backend.converters.timeline import Timeline
 from backend.errors import PromptError
-from unipixel_model.types import BoxPrompt, MaskPrompt, PointPrompt
+from unipixel_model.prompts import BoxPrompt, MaskPrompt, PointPrompt
 
 SHAPE = MediaShape(num_frames=10, height_px=200, width_px=400, fps=25.0)
 # As LS 1.23.2 sends them (docs/label_studio_protocol.md §1.5, §5)
@@ -25,60 +25,92 @@ VIDEO_BOX = {"id": "a1b2", "from_name": "box", "to_name": "video", "type": "vide
 
 def test_prompts_keypoint_percent_to_pixels_and_label():
     out = context_to_prompts({"result": [KEYPOINT]}, SHAPE)
-    (obj,) = out.objects
-    assert obj.prompt == PointPrompt(198.0, 120.0, 0, True) and obj.label == "Banana"
-    assert obj.key == "points:Banana:0"
+    (click,) = out.clicks
+    assert click.point == PointPrompt(198.0, 120.0, 0, True) and click.label == "Banana"
+    assert click.click_id == "fBWv1t0S2L" and not out.regions
 
 
-def test_prompts_negative_click_joins_the_positive_group_on_its_frame():
+def test_prompts_every_click_is_its_own_item_with_its_frame():
+    # The editor sends every dynamic click of a label, on every page: which object each is for is
+    # the backend's decision (backend/targeting.py), so the converter keeps them apart, in order.
     negative = {**KEYPOINT, "id": "n1", "is_positive": False, "item_index": 0, "value": {**KEYPOINT["value"], "x": 10}}
     other_frame = {**KEYPOINT, "id": "p2", "item_index": 4}
     out = context_to_prompts({"result": [KEYPOINT, negative, other_frame]}, SHAPE)
-    groups = {o.key: o for o in out.objects}
-    assert [c.positive for c in groups["points:Banana:0"].clicks] == [True, False]
-    assert groups["points:Banana:4"].prompt.frame_idx == 4  # item_index is 0-based
+    assert [(c.click_id, c.point.positive, c.point.frame_idx) for c in out.clicks] == \
+        [("fBWv1t0S2L", True, 0), ("n1", False, 0), ("p2", True, 4)]  # item_index is 0-based
 
 
 def test_prompts_video_rectangle_ls_frame_3_is_frame_idx_2():
-    (obj,) = context_to_prompts({"result": [VIDEO_BOX]}, SHAPE).objects
-    assert obj.prompt == BoxPrompt(40.0, 40.0, 160.0, 120.0, 2) and obj.region_id == "a1b2" and obj.label == "Player"
+    (region,) = context_to_prompts({"result": [VIDEO_BOX]}, SHAPE).regions
+    assert region.prompt == BoxPrompt(40.0, 40.0, 160.0, 120.0, 2) and region.region_id == "a1b2"
+    assert region.label == "Player" and region.keyframe == VIDEO_BOX["value"]["sequence"][0]
 
 
 def test_prompts_video_rectangle_other_framerate_goes_through_time():
     shape = MediaShape(num_frames=20, height_px=200, width_px=400, fps=50.0, ls_fps=25.0)
-    (obj,) = context_to_prompts({"result": [VIDEO_BOX]}, shape).objects
-    assert obj.prompt.frame_idx == 4  # LS frame 3 at 25 fps starts at 0.08 s = decoded frame 4 at 50 fps
+    (region,) = context_to_prompts({"result": [VIDEO_BOX]}, shape).regions
+    assert region.prompt.frame_idx == 4  # LS frame 3 at 25 fps starts at 0.08 s = decoded frame 4 at 50 fps
 
 
-def test_prompts_video_rectangle_past_the_end_says_check_framerate():
+def test_prompts_video_rectangle_past_the_end_is_skipped_with_the_framerate_hint():
     late = {**VIDEO_BOX, "value": {**VIDEO_BOX["value"], "sequence": [{**VIDEO_BOX["value"]["sequence"][0], "frame": 11}]}}
-    with pytest.raises(PromptError, match="framerate"):
-        context_to_prompts({"result": [late]}, SHAPE)
+    out = context_to_prompts({"result": [late, KEYPOINT]}, SHAPE)
+    assert not out.regions and len(out.clicks) == 1  # the rest of the call is still served
+    assert len(out.skipped) == 1 and "framerate" in out.skipped[0]
 
 
-def test_prompts_brush_rle_is_a_mask_prompt_and_text_is_read():
+def test_prompts_brush_rle_is_a_mask_prompt_and_only_the_prompt_control_is_a_query():
     mask = np.zeros((200, 400), bool)
     mask[50:60, 100:120] = True
     brush = {"id": "r1", "type": "brushlabels", "from_name": "mask", "to_name": "frames", "item_index": 9,
              "original_width": 400, "original_height": 200,
              "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Car"]}}
     text = {"from_name": "prompt", "type": "textarea", "value": {"text": ["red car"]}}
-    out = context_to_prompts({"result": [brush, text]}, SHAPE)
-    assert out.text == "red car"
-    assert isinstance(out.objects[0].prompt, MaskPrompt) and out.objects[0].prompt.frame_idx == 9
-    assert np.array_equal(out.objects[0].prompt.mask, mask)
+    described = {"id": "unipixel-3-ab12-f2", "from_name": "description", "type": "textarea",
+                 "value": {"text": ["my words"]}}
+    controls = PromptControls(prompt="prompt", description="description")
+    out = context_to_prompts({"result": [brush, described, text]}, SHAPE, controls)
+    assert out.text == "red car" and out.descriptions == {"unipixel-3-ab12": "my words"}
+    assert isinstance(out.regions[0].prompt, MaskPrompt) and out.regions[0].prompt.frame_idx == 9
+    assert np.array_equal(out.regions[0].prompt.mask, mask)
+
+
+def test_prompts_backend_regions_coming_back_are_never_prompts():
+    ours = {**KEYPOINT, "id": "unipixel-4-00ff00ff00ff00ff",  # "Keep label selected" relabels our mask
+            "value": {"format": "rle", "rle": [1, 2], "keypointlabels": ["Banana"]}}
+    out = context_to_prompts({"result": [ours, {**VIDEO_BOX, "id": "unipixel-4-aa-f3"}]}, SHAPE)
+    assert not out.clicks and not out.regions and out.own == ["unipixel-4-00ff00ff00ff00ff", "unipixel-4-aa"]
+    assert not wants_model({"result": [ours]}) and not wants_model({"result": []})
+    assert wants_model({"result": [KEYPOINT]}) and wants_model({"result": [{"type": "textarea", "value": {}}]})
+
+
+def test_prompts_rotated_rectangle_is_the_box_around_its_corners():
+    # The 3-point tool: a 100x50 px box at (100, 50) px rotated 90 degrees clockwise about its top-left
+    # corner covers x 50..100, y 50..150 (screen y points down).
+    rect = {"id": "r", "type": "rectanglelabels", "from_name": "box", "to_name": "image",
+            "value": {"x": 25, "y": 25, "width": 25, "height": 25, "rotation": 90, "rectanglelabels": ["Car"]}}
+    (region,) = context_to_prompts({"result": [rect]}, SHAPE).regions
+    assert np.allclose([region.prompt.x1_px, region.prompt.y1_px, region.prompt.x2_px, region.prompt.y2_px],
+                       [50, 50, 100, 150])
 
 
 @pytest.mark.parametrize("item, words", [
     ({**KEYPOINT, "item_index": 10}, "item_index 10 is out of range"),
     ({**KEYPOINT, "value": {"y": 3}}, "malformed"),
-    ({"type": "brushlabels", "id": "e", "value": {"format": "rle", "rle": mask_to_ls_rle(np.zeros((200, 400), bool))},
-      "original_width": 400, "original_height": 200}, "empty"),
+    ({**KEYPOINT, "value": {"x": float("inf"), "y": 3}}, "finite"),
+    ({**VIDEO_BOX, "value": {"sequence": ["frame 3"]}}, "keyframe objects"),
     ("nope", "region object"),
 ])
 def test_prompts_bad_regions_are_prompt_errors(item, words):
     with pytest.raises(PromptError, match=words):
         context_to_prompts({"result": [item]}, SHAPE)
+
+
+def test_prompts_an_empty_brush_stroke_is_skipped_not_an_error():
+    empty = {"type": "brushlabels", "id": "e", "original_width": 400, "original_height": 200,
+             "value": {"format": "rle", "rle": mask_to_ls_rle(np.zeros((200, 400), bool))}}
+    out = context_to_prompts({"result": [empty]}, SHAPE)
+    assert not out.regions and "empty" in out.skipped[0]
 
 
 def test_results_video_rectangle_keyframes_are_1_based_with_span_ends():
