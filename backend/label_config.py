@@ -12,6 +12,7 @@ Optional in all: smart ``<KeyPointLabels>`` / ``<RectangleLabels>`` (click and b
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from backend.errors import UnsupportedLabelConfig
 
 SUPPORTED = ("Video + VideoRectangle", "Image valueList + BrushLabels", "Image + BrushLabels")
 DEFAULT_FRAMERATE = 24.0  # Label Studio's own default for <Video>
+MAX_FRAMERATE = 1000.0    # frames per second; anything above is a typo (or an attack on the timeline maths)
 
 
 @dataclass(frozen=True)
@@ -58,19 +60,27 @@ class LabelSpec:
     description: Control | None = None
 
     @property
+    def strategy(self):
+        """The :class:`backend.modes.MediaMode` of this config (fetch and timing per mode)."""
+        from backend.modes import MODES
+
+        return MODES[self.mode]
+
+    @property
     def default_label(self) -> str | None:
-        source = self.labels if self.mode == "video" and self.labels else self.output
+        source = self.labels if self.strategy.timed and self.labels else self.output
         return source.labels[0] if source and source.labels else None
 
     def framerate(self, task_data: dict) -> float:
         """Frames per second LS uses to number this task's frames."""
         if self.obj.framerate_key:
             raw = task_data.get(self.obj.framerate_key)
-            try:
-                return float(raw)
-            except (TypeError, ValueError):
+            rate = _framerate(raw)
+            if rate is None:
                 raise UnsupportedLabelConfig(f"the config reads framerate from ${self.obj.framerate_key}, but the "
-                                             f"task has {raw!r}; add a number to the task data") from None
+                                             f"task has {str(raw)[:40]!r}; add a number of frames per second from 0 "
+                                             f"to {MAX_FRAMERATE:g} to the task data")
+            return rate
         return self.obj.framerate or DEFAULT_FRAMERATE
 
 
@@ -109,10 +119,24 @@ def _image_mode(el: ET.Element) -> str | None:
     return "frames" if el.get("valueList") else "image"
 
 
+def _framerate(raw: object) -> float | None:
+    """A frames-per-second value in (0, MAX_FRAMERATE], or None."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        return None
+    try:
+        rate = float(raw)
+    except (ValueError, OverflowError):
+        return None
+    return rate if math.isfinite(rate) and 0 < rate <= MAX_FRAMERATE else None
+
+
 def _object(el: ET.Element) -> ObjectTag:
     value = el.get("valueList") or el.get("value") or ""
     rate = el.get("framerate")
-    fixed = float(rate) if rate and not rate.startswith("$") else None
+    fixed = _framerate(rate) if rate and not rate.startswith("$") else None
+    if rate and not rate.startswith("$") and fixed is None:
+        raise UnsupportedLabelConfig(f"<{el.tag} name=\"{el.get('name')}\" framerate=\"{rate[:40]}\"> is not a number "
+                                     f"of frames per second from 0 to {MAX_FRAMERATE:g}; fix the labeling config")
     return ObjectTag(el.get("name"), el.tag, value.lstrip("$"), fixed, rate[1:] if rate and rate.startswith("$") else None)
 
 

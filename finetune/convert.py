@@ -21,19 +21,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.annotate import segmentation_question
 from backend.converters.geometry import mask_to_box_px, rect_pct_to_box_px
 from backend.converters.prompts import MediaShape
+from backend.converters.region_ids import base_region_id
 from backend.converters.rle import ls_rle_to_mask
 from backend.converters.timeline import Timeline
 from backend.label_config import LabelSpec
 from finetune.sample import MAX_FRAMES, TrainSample
-from unipixel_model.types import BoxPrompt
+from unipixel_model.prompts import BoxPrompt
+from unipixel_model.templates import segmentation_question
 
 SEG_ANSWER = "Sure, it is <|seg|>."
 DESCRIBE_QUESTION = "Please describe [1] briefly."
 REF_QUESTION = "Please describe [1] <|ref|> briefly."
-_FRAME_SUFFIX = re.compile(r"-f\d+$")
+
 
 
 @dataclass
@@ -123,11 +124,11 @@ def _objects(task: LabeledTask, spec: LabelSpec) -> tuple[dict[str, _Object], st
         if kind == "textarea":
             text = " ".join(t for t in value.get("text", []) if isinstance(t, str)).strip()
             if spec.description and item.get("from_name") == spec.description.name and item.get("id"):
-                texts[_FRAME_SUFFIX.sub("", str(item["id"]))] = text
+                texts[base_region_id(str(item["id"]))] = text
             elif spec.prompt and item.get("from_name") == spec.prompt.name and text:
                 prompt_text = text
         elif kind in readers and item.get("from_name") in regions:
-            key = _FRAME_SUFFIX.sub("", str(item.get("id") or len(objects)))
+            key = base_region_id(str(item.get("id") or len(objects)))
             readers[kind](objects[key], item, value, task.shape)
     for key, text in texts.items():
         if key in objects and text:

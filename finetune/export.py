@@ -30,6 +30,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from backend.converters.coco_rle import CocoRLEError, coco_rle_to_mask, mask_to_coco_rle
+
 
 class ExportError(ValueError):
     """An export item is inconsistent, or a file is not in the format this module writes."""
@@ -120,8 +122,7 @@ def davis_palette() -> np.ndarray:
 
 def encode_coco_rle(mask: np.ndarray) -> dict:
     """bool [H, W] → COCO compressed RLE ``{"size": [H, W], "counts": str}`` (pycocotools)."""
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask) != 0, dtype=np.uint8))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    return mask_to_coco_rle(mask)
 
 
 def decode_coco_annotation(annotation: dict) -> np.ndarray:
@@ -129,9 +130,10 @@ def decode_coco_annotation(annotation: dict) -> np.ndarray:
     rle = annotation.get("segmentation", annotation)
     if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
         raise ExportError(f"annotation {annotation.get('id')} has no RLE segmentation (polygons are not supported)")
-    if isinstance(rle["counts"], list):  # uncompressed RLE
-        rle = mask_utils.frPyObjects(rle, *rle["size"])
-    return mask_utils.decode(rle).astype(bool)
+    try:
+        return coco_rle_to_mask(rle)  # compressed or uncompressed counts
+    except CocoRLEError as err:
+        raise ExportError(f"annotation {annotation.get('id')}: {err}") from None
 
 
 def _categories(items: list[ExportItem]) -> dict[str, int]:

@@ -157,12 +157,16 @@ def gather(data_dir: Path, url: str, api_key: str, project_id: int) -> Gathered:
     Raises:
         RuntimeError: Label Studio is unreachable and nothing was ever recorded for the project.
     """
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
     record = AnnotationRecord(data_dir, project_id)
     try:
         if not url:
             raise ConnectionError("LABEL_STUDIO_URL is not set")
         label_config, annotations = fetch_project(url, api_key, project_id)
-    except Exception as err:  # any client/network failure: fall back on what we kept
+    except (ApiError, httpx.HTTPError, OSError) as err:  # LS refused or unreachable: use what we kept (a bug
+        # in our own code is not an outage, and must fail the run instead of training on old data)
         config = record.label_config()
         if config is None:
             raise RuntimeError(f"cannot gather project {project_id}: Label Studio failed ({err}) and there is no "

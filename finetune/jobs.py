@@ -9,7 +9,6 @@ Progress (stage, step, loss, ETA) goes into ``job.meta`` and the log.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import time
@@ -20,10 +19,10 @@ from backend.label_config import parse_label_config
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
 from backend.settings import Settings
-from backend.task_media import media_value
+from backend.task_data import media_value
 from finetune.convert import LabeledTask, task_to_samples
 from finetune.gather import GatheredAnnotation, gather
-from finetune.sample import TrainSample
+from finetune.sample import TrainSample, split_by_task
 
 logger = logging.getLogger(__name__)
 
@@ -111,21 +110,16 @@ class FinetuneRun:
         return {**summary, **self._publish(trainer, result, summary)}
 
     def samples(self, label_config: str, annotations: list[GatheredAnnotation]) -> tuple[list, list]:
-        """(train, holdout) samples; tasks go to the holdout by a stable hash of their id."""
+        """(train, holdout) samples, split by task (:func:`finetune.sample.split_by_task`)."""
         spec = parse_label_config(label_config)
         client = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key) \
             if self.settings.label_studio_url else None
         fetcher = MediaFetcher(dataclasses.replace(self.settings, media_cache_dir=self.settings.data_dir / "media"),
                                client)
-        train: list[TrainSample] = []
-        holdout: list[TrainSample] = []
+        samples: list[TrainSample] = []
         for item in annotations:
-            labeled = _labeled_task(item, spec, fetcher)
-            target = holdout if _held_out(item.task_id, self.recipe.holdout_fraction) else train
-            target.extend(task_to_samples(labeled, spec))
-        if not train and holdout:  # too few tasks to hold any out
-            train, holdout = holdout, []
-        return train, holdout
+            samples.extend(task_to_samples(_labeled_task(item, spec, fetcher), spec))
+        return split_by_task(samples, self.recipe.holdout_fraction)
 
     def _evaluate(self, trainer, holdout: list[TrainSample], when: str) -> dict:
         from finetune.evaluate import EvalReport, evaluate_holdout
@@ -149,24 +143,16 @@ class FinetuneRun:
         return {"status": "published", "version": version, "path": str(path)}
 
 
-def _held_out(task_id: int, fraction: float) -> bool:
-    digest = int(hashlib.sha256(str(task_id).encode()).hexdigest()[:8], 16)
-    return digest / 0xFFFFFFFF < fraction
-
-
 def _labeled_task(item: GatheredAnnotation, spec, fetcher: MediaFetcher) -> LabeledTask:
     """Download the task's media once (cached) and read its size and frame count."""
-    from backend.task_media import frame_dir, media_key
     from unipixel_model.media import load_frames
 
-    value = media_value({"id": item.task_id, "data": item.data}, spec)
-    if spec.mode == "frames":  # a stable folder of links in the media cache: samples refer to it
-        media = frame_dir(fetcher.fetch_many(value, item.task_id), fetcher.cache_dir / f"frames-{media_key(value)}")
-    else:
-        media = fetcher.fetch(value, item.task_id)
+    value, mode = media_value({"id": item.task_id, "data": item.data}, spec), spec.strategy
+    # frame lists: a stable folder of links in the media cache (samples refer to it)
+    folder = mode.stable_folder(fetcher, value) if mode.frame_list else None
+    media = mode.fetch(fetcher, value, item.task_id, folder)
     frames = load_frames(media)
     height, width = frames.size_hw
-    fps = frames.fps if spec.mode == "video" else 0.0
-    ls_fps = spec.framerate(item.data) if spec.mode == "video" else None
-    shape = MediaShape(frames.num_frames, height, width, fps, ls_fps)
+    ls_fps = spec.framerate(item.data) if mode.timed else 0.0
+    shape = MediaShape(frames.num_frames, height, width, *mode.timing(frames.fps, ls_fps))
     return LabeledTask(item.task_id, item.data, item.result, str(media), shape)

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from redis import Redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
@@ -90,7 +91,7 @@ class TrainingQueue:
             return None
         try:
             job = Job.fetch(job_id.decode(), connection=self.redis, serializer=JSONSerializer)
-        except Exception:  # expired or deleted: nothing is pending
+        except NoSuchJobError:  # expired or deleted: nothing is pending
             self.redis.delete(key("pending", project_id))
             return None
         if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):

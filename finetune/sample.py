@@ -15,15 +15,15 @@ JSONL file needs no side files and round-trips exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
+from backend.converters.coco_rle import coco_rle_to_mask, mask_to_coco_rle
 from unipixel_model.media import IMAGE_SUFFIXES
 from unipixel_model.types import BoxPrompt, PointPrompt
 
@@ -260,8 +260,10 @@ def split_by_task(samples: list[TrainSample], holdout_fraction: float, seed: int
                   ) -> tuple[list[TrainSample], list[TrainSample]]:
     """Split into (train, held-out) by Label Studio task, so no task is on both sides.
 
-    Samples without ``task_id`` count as a task each. At least one task is held out when
-    ``holdout_fraction`` > 0 and there are two or more tasks; never all of them.
+    A task is held out by a stable hash of its id (and ``seed``), so it stays on its side as the
+    project grows and the held-out scores of successive runs compare. Samples without ``task_id``
+    count as a task each. At least one task is held out when ``holdout_fraction`` > 0 and there
+    are two or more tasks; never all of them.
 
     Raises:
         ValueError: when ``holdout_fraction`` is outside [0, 1).
@@ -272,13 +274,20 @@ def split_by_task(samples: list[TrainSample], holdout_fraction: float, seed: int
     for index, sample in enumerate(samples):
         key = ("task", sample.task_id) if sample.task_id is not None else ("sample", index)
         groups.setdefault(key, []).append(index)
-    keys = sorted(groups, key=str)
-    random.Random(seed).shuffle(keys)
-    count = 0
-    if holdout_fraction > 0 and len(keys) >= 2:
-        count = min(len(keys) - 1, max(1, round(holdout_fraction * len(keys))))
-    held = {i for key in keys[:count] for i in groups[key]}
+    rank = {key: _stable_fraction(f"{seed}:{key}") for key in groups}
+    held_keys = {key for key in groups if rank[key] < holdout_fraction}
+    ordered = sorted(groups, key=rank.get)
+    if holdout_fraction > 0 and len(groups) >= 2 and not held_keys:
+        held_keys = {ordered[0]}
+    if len(groups) >= 1 and len(held_keys) == len(groups):
+        held_keys.discard(ordered[-1])
+    held = {i for key in held_keys for i in groups[key]}
     return ([s for i, s in enumerate(samples) if i not in held], [s for i, s in enumerate(samples) if i in held])
+
+
+def _stable_fraction(text: str) -> float:
+    """A number in [0, 1) fixed by ``text`` (the same in every process and Python version)."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2 ** 32
 
 
 def _prompt_to_json(prompt: PointPrompt | BoxPrompt) -> dict:
@@ -301,10 +310,7 @@ def _masks_to_json(masks: np.ndarray | None) -> dict | None:
     """bool [O, T, H, W] -> {"shape": [...], "rle": [[{"size", "counts"} per frame] per object]}."""
     if masks is None:
         return None
-    rles = []
-    for obj in masks:
-        encoded = mask_utils.encode(np.asfortranarray(obj.transpose(1, 2, 0).astype(np.uint8)))
-        rles.append([{"size": r["size"], "counts": r["counts"].decode("ascii")} for r in encoded])
+    rles = [[mask_to_coco_rle(frame) for frame in obj] for obj in masks]
     return {"shape": list(masks.shape), "rle": rles}
 
 
@@ -315,5 +321,5 @@ def _masks_from_json(data: dict | None) -> np.ndarray | None:
     masks = np.zeros(shape, dtype=bool)
     for o, frames in enumerate(data["rle"]):
         for t, rle in enumerate(frames):
-            masks[o, t] = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}) > 0
+            masks[o, t] = coco_rle_to_mask(rle)
     return masks

@@ -36,3 +36,13 @@ def test_readme_configuration_table_lists_every_env_var():
     text = README.read_text()
     missing = [name for name in ENV_NAMES if f"`{name}`" not in text]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_every_settings_field_has_exactly_one_environment_entry():
+    # (was an import-time assert: a checked invariant belongs in the tests, not in every process start)
+    import dataclasses
+
+    from backend import settings
+
+    assert {f.name for f in dataclasses.fields(settings.Settings)} == set(settings._ENV)
+    assert len(settings.ENV_NAMES) == len(set(settings.ENV_NAMES))  # each variable's name is written once

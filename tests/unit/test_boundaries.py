@@ -1,0 +1,88 @@
+"""The import directions of ``house_style.md``, checked on the source (static) and in a fresh interpreter (dynamic).
+
+- ``unipixel_model`` is the model: it never imports ``backend``, ``finetune``, Flask, rq or Label Studio.
+- ``backend.converters`` are pure: importing every converter loads no torch (nor the model code behind it).
+- ``finetune`` uses the model, the converters and the server-free parts of ``backend`` (settings, media fetching,
+  the LS client, versions, the label-config parser, errors, task data), never the Flask server.
+- The server-free parts of ``backend`` import no Flask and no server module themselves.
+
+Each rule fails when a forbidden import appears (shown in the closing note of issue 11 on a scratch commit).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).parents[2]
+SERVER_FREE = {"backend.settings", "backend.media", "backend.ls_client", "backend.versions", "backend.label_config",
+               "backend.errors", "backend.task_data", "backend.modes", "backend.converters"}
+MODEL_FORBIDDEN = ("backend", "finetune", "flask", "rq", "redis", "label_studio_sdk", "label_studio")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports (absolute names; relative imports are not used in this project)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((REPO / package).rglob("*.py"))
+
+
+def _within(name: str, roots) -> bool:
+    return any(name == root or name.startswith(root + ".") for root in roots)
+
+
+def _violations(package: str, allowed) -> list[str]:
+    return [f"{path.relative_to(REPO)} imports {name}" for path in _files(package) for name in sorted(_imports(path))
+            if not allowed(name)]
+
+
+def test_the_model_never_imports_the_server_the_trainer_or_label_studio():
+    assert _violations("unipixel_model", lambda name: not _within(name, MODEL_FORBIDDEN)) == []
+
+
+def test_finetune_imports_only_the_server_free_parts_of_backend():
+    def allowed(name: str) -> bool:
+        if _within(name, ("flask", "werkzeug")):
+            return False
+        # "from backend.converters import rle" names backend.converters.rle; a module is allowed when it or its
+        # package is server-free
+        return not name.startswith("backend") or name == "backend" or any(_within(name, (m,)) for m in SERVER_FREE)
+
+    assert _violations("finetune", allowed) == []
+
+
+@pytest.mark.parametrize("module", sorted(SERVER_FREE - {"backend.converters"}))
+def test_server_free_backend_modules_import_no_server(module):
+    path = REPO / (module.replace(".", "/") + ".py")
+    bad = [n for n in _imports(path) if _within(n, ("flask", "werkzeug", "rq"))
+           or (n.startswith("backend.") and not any(_within(n, (m,)) for m in SERVER_FREE))]
+    assert bad == [], f"{module} imports {bad}"
+
+
+def test_converters_load_no_torch_in_a_fresh_interpreter():
+    modules = sorted(f"backend.converters.{p.stem}" for p in (REPO / "backend/converters").glob("*.py")
+                     if p.stem != "__init__")
+    code = ("import importlib, json, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in "
+            "('torch', 'transformers', 'sam2', 'peft', 'flask', 'unipixel_model'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    # the one model module converters may import: the torch-free typed prompts (and the package's empty __init__)
+    assert set(loaded) <= {"unipixel_model", "unipixel_model.prompts"}, loaded
