@@ -55,8 +55,9 @@ _TINY = {
 }
 
 # The toy model's architecture (trained on the synthetic world by ``python -m finetune toy``): the
-# tiny LLM and ViT reading small frames (112 x 112 per frame at 16 frames), and a wider SAM 2 trunk.
-_TOY = {**_TINY, "sam2_config": "configs/sam2.1_hiera_toy", "llm_min_pixels": 112 * 112,
+# tiny LLM and ViT reading small frames (112 x 112 per frame at 16 frames), a wider SAM 2 trunk at 128 px,
+# and the click prior (clicks and boxes also drawn into the dense prompt, see configs/sam2.1_hiera_toy.yaml).
+_TOY = {**_TINY, "sam2_config": "configs/sam2.1_hiera_toy", "sam2_image_size": 128, "llm_min_pixels": 112 * 112,
         "llm_max_pixels": 112 * 112}
 
 PRESETS: dict[str, dict[str, Any]] = {
