@@ -1,5 +1,6 @@
 """End-to-end fixtures: our backend (``python -m backend serve``, ``UNIPIXEL_MODEL=tiny``) next to a real
-Label Studio 1.23.2, a real redis-server, and a short real clip cut from the sample video in the LS wheel."""
+Label Studio 1.23.2, a real redis-server, a short real clip cut from the sample video in the LS wheel, a synthetic
+shapes image, and a headless Chromium driving the LS editor (``editor``, see ``tests/e2e/editor.py``)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,20 @@ from pathlib import Path
 import av
 import pytest
 import yaml
+from PIL import Image, ImageDraw
 
 from tests.services import free_port, ls_sample_video
 
 REPO = Path(__file__).parents[2]
 CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 16, 10, (160, 90)
+SHAPES_SIZE = (320, 240)
+# Centres of the shapes drawn by write_shapes_image, as fractions of the image size (Editor.click coordinates).
+SHAPES = {"red_circle": (0.22, 0.33), "blue_rectangle": (0.73, 0.38), "green_triangle": (0.42, 0.80)}
 
 
 def write_clip(path: Path) -> Path:
     """The first frames of the LS sample video (opossum_snow.mp4), downscaled, re-encoded as H.264."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(ls_sample_video())) as source, av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=CLIP_FPS)
         stream.width, stream.height, stream.pix_fmt = *CLIP_SIZE, "yuv420p"
@@ -37,11 +43,45 @@ def write_clip(path: Path) -> Path:
     return path
 
 
+def write_shapes_image(path: Path, shift_x: int = 0) -> Path:
+    """A 320x240 PNG: red circle, blue rectangle, green triangle on grey (centres in ``SHAPES``; ``shift_x`` moves
+    the circle right by that many pixels, to make frame lists)."""
+    image = Image.new("RGB", SHAPES_SIZE, (235, 235, 225))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((30 + shift_x, 40, 110 + shift_x, 120), fill=(220, 30, 30))
+    draw.rectangle((180, 50, 290, 130), fill=(30, 60, 220))
+    draw.polygon([(60, 220), (140, 140), (220, 220)], fill=(30, 170, 60))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def create_project(ls, config: str, tasks: list[dict], backend=None, storage_dir: Path | None = None,
+                   title: str = "editor test", framerate: int | None = None) -> dict:
+    """Create an LS project from ``label_config/<config>.xml``, connect a Local Files storage (for
+    ``ls.local_files_url`` media under ``storage_dir``), import ``tasks`` and connect ``backend`` as the interactive
+    ML backend. Returns ``{"project": id, "ml": id or None, "tasks": [ids]}``."""
+    xml = (REPO / "label_config" / f"{config}.xml").read_text()
+    if framerate is not None:
+        xml = xml.replace('framerate="25"', f'framerate="{framerate}"')
+    project = ls.request("POST", "/api/projects/", {"title": title, "label_config": xml})["id"]
+    if storage_dir is not None:
+        ls.add_local_storage(project, storage_dir)
+    ls.request("POST", f"/api/projects/{project}/import", tasks)
+    ml = None
+    if backend is not None:
+        ml = ls.request("POST", "/api/ml/", {"project": project, "url": backend.url, "title": "unipixel",
+                                             "is_interactive": True})["id"]
+    reply = ls.request("GET", f"/api/tasks/?project={project}")
+    listed = reply["tasks"] if isinstance(reply, dict) else reply
+    return {"project": project, "ml": ml, "tasks": [t["id"] for t in listed]}
+
+
 class BackendServer:
     """``python -m backend serve`` in a subprocess (the command users run)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "w")
@@ -97,3 +137,40 @@ def backend_server(e2e_env, tmp_path_factory):
         pytest.fail(f"backend_server fixture: {err}", pytrace=False)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def editor_screenshots(tmp_path_factory) -> Path:
+    """One folder for every editor screenshot of the session (printed, so a failing run shows where to look)."""
+    path = tmp_path_factory.mktemp("editor-screenshots")
+    print(f"\neditor screenshots: {path}")
+    return path
+
+
+@pytest.fixture
+def editor(label_studio, editor_screenshots, request):
+    """A headless Chromium (``/usr/bin/chromium``) logged in to ``label_studio``: a ``tests.e2e.editor.Editor``.
+
+    FAILS (never skips) when Chromium or Playwright is missing. Screenshots go to
+    ``<editor_screenshots>/<test name>/``; a last one is taken at teardown.
+    """
+    from tests.e2e.editor import Editor, EditorError, browser_available
+
+    missing = browser_available()
+    if missing:
+        pytest.fail(f"editor fixture: {missing}", pytrace=False)
+    shots = editor_screenshots / request.node.name.replace("/", "_")
+    try:
+        ed = Editor(label_studio.url, label_studio.username, label_studio.password, shots,
+                    token=label_studio.token).start()
+    except EditorError as err:
+        pytest.fail(f"editor fixture: {err}", pytrace=False)
+    try:
+        yield ed
+    finally:
+        try:
+            ed.screenshot("teardown")
+        except Exception:  # noqa: BLE001, S110  (page already gone)
+            pass
+        print(f"\neditor screenshots of {request.node.name}: {shots}")
+        ed.close()
