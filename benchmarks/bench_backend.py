@@ -23,7 +23,7 @@ that starts a task opens a fresh one, so decoding counts.
    ``refer`` inside each call (patched in this process only) and prints what each call spent
    outside them, a noise-free reading of the protocol layer. Warm-up: one bare call on the
    video, one /predict on a 6-frame video (not timed). Then, on the last request's session: the
-   time of ``render_objects`` and ``json.dumps`` as served, and again with the object made
+   time of ``render_updates`` and ``json.dumps`` as served, and again with the object made
    visible on every frame (the square's own mask written into its track) -- random tiny weights
    rarely see the object, so the served reply under-states rendering; ``predict/session (all
    visible)`` swaps both sides' rendering/box times for the all-visible ones.
@@ -238,13 +238,15 @@ def use_square_track(ts, obj_id: int) -> None:
 
 
 def time_render(ts, spec, objects) -> tuple[float, float, int]:
-    """Median seconds of ``render_objects`` and of ``json.dumps`` of its output, and the JSON bytes."""
-    from backend.render import render_objects
+    """Median seconds of ``render_updates`` and of ``json.dumps`` of its output, and the JSON bytes."""
+    from backend.annotate import ObjectUpdate
+    from backend.render import render_updates
 
+    updates = [ObjectUpdate(o, ts.session.objects[o.obj_id].track) for o in objects]
     render_s, json_s, size = [], [], 0
     for _ in range(3):
         start = time.perf_counter()
-        rendered = render_objects(ts, spec, objects)
+        rendered = render_updates(ts.shape, spec, updates)
         render_s.append(time.perf_counter() - start)
         start = time.perf_counter()
         size = len(json.dumps({"results": [{"result": rendered}]}))
@@ -548,9 +550,9 @@ def main() -> int:
     print(f"    predict/session = {ratio:.2f} (overhead {p['api_s'] - p['bare_s']:+.3f} s); same boxed frames "
           f"both ways: {'yes' if p['same'] else 'NO'} ({p['keyframes']} keyframes in the reply, {p['visible']} bare "
           f"boxes: random tiny weights), reply {p['reply_bytes']} bytes")
-    print(f"    as served: render_objects {render_s * 1e3:.1f} ms + json {json_s * 1e3:.2f} ms, bare boxes "
+    print(f"    as served: render_updates {render_s * 1e3:.1f} ms + json {json_s * 1e3:.2f} ms, bare boxes "
           f"{p['served_boxes_s'] * 1e3:.1f} ms")
-    print(f"    visible on all {args.frames} frames: render_objects {full_render_s * 1e3:.1f} ms "
+    print(f"    visible on all {args.frames} frames: render_updates {full_render_s * 1e3:.1f} ms "
           f"({full_render_s / args.frames * 1e3:.2f} ms/frame) + json {full_json_s * 1e3:.2f} ms ({full_bytes} bytes), "
           f"bare boxes {p['full_boxes_s'] * 1e3:.1f} ms -> predict/session (all visible) = {ratio_full:.2f}")
 
@@ -561,7 +563,7 @@ def main() -> int:
               f"second/first = {row['second_s'] / row['first_s']:.2f}; LLM passes in second call: "
               f"{row['llm_passes']}; masks in reply: {row['masks']}")
         if "full" in row:
-            print(f"           visible on all {row['frames']} frames: render_objects {row['full'][0] * 1e3:.1f} ms "
+            print(f"           visible on all {row['frames']} frames: render_updates {row['full'][0] * 1e3:.1f} ms "
                   f"({row['full'][0] / row['frames'] * 1e3:.2f} ms per {WIDTH}x{HEIGHT} RLE mask), json "
                   f"{row['full'][1] * 1e3:.2f} ms")
 
