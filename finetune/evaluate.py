@@ -28,6 +28,7 @@ import torch
 from finetune.metrics import db_eval_boundary, db_eval_iou, text_similarity
 from finetune.sample import TrainSample
 from unipixel_model import templates
+from unipixel_model.errors import UniPixelInputError
 from unipixel_model.media import load_frames
 from unipixel_model.session import InferenceSession
 from unipixel_model.types import BoxPrompt, MaskPrompt, MaskTrack, PointPrompt
@@ -154,9 +155,13 @@ def timed(call: Callable[[], object]) -> tuple[object, float]:
 
 
 def describe_object(session: InferenceSession, mask: np.ndarray, frame_idx: int) -> str:
-    """The model's description of the object painted by ``mask`` on ``frame_idx`` (as the backend asks)."""
-    session.refer({1: MaskPrompt(mask, frame_idx)}, ask=False)
-    return templates.clean_answer(session.ask(templates.DESCRIBE_QUESTION.format(1), [1]).text)
+    """The model's description of the object painted by ``mask`` on ``frame_idx`` (as the backend asks); empty
+    when the object is too small for the model to read (its mask vanishes on the LLM's token grid)."""
+    try:
+        session.refer({1: MaskPrompt(mask, frame_idx)}, ask=False)
+        return templates.clean_answer(session.ask(templates.DESCRIBE_QUESTION.format(1), [1]).text)
+    except UniPixelInputError:
+        return ""
 
 
 @torch.no_grad()
