@@ -93,14 +93,15 @@ def init_unipixel_heads(model: torch.nn.Module) -> None:
                 torch.nn.init.zeros_(layer.bias)
 
 
-def build_tiny_checkpoint(directory: str | Path, seed: int = 0) -> Path:
-    """Write a random ``tiny`` UniPixel checkpoint (official layout + tokenizer) to ``directory``."""
+def build_tiny_checkpoint(directory: str | Path, seed: int = 0, preset: str = "tiny") -> Path:
+    """Write a random UniPixel checkpoint of a small ``preset`` (``tiny``, or ``toy``: the toy model's starting
+    point) in the official layout + byte tokenizer to ``directory``."""
     from unipixel_model.loading import build_model, save_checkpoint
     from unipixel_model.tokenization import build_byte_tokenizer
 
     directory = Path(directory)
     torch.manual_seed(seed)
-    model = build_model(preset_config("tiny"))
+    model = build_model(preset_config(preset))
     init_unipixel_heads(model)
     save_checkpoint(model, directory)
     build_byte_tokenizer().save_pretrained(str(directory))

@@ -55,16 +55,9 @@ PHASES = (
 
 def build_toy_init(directory: Path, seed: int = 0) -> Path:
     """The random starting point: the ``toy`` preset, UniPixel's fresh-run head initialisation."""
-    from unipixel_model.loading import build_model, save_checkpoint
-    from unipixel_model.presets import init_unipixel_heads, preset_config
-    from unipixel_model.tokenization import build_byte_tokenizer
+    from unipixel_model.presets import build_tiny_checkpoint
 
-    torch.manual_seed(seed)
-    model = build_model(preset_config("toy"))
-    init_unipixel_heads(model)
-    save_checkpoint(model, directory)
-    build_byte_tokenizer().save_pretrained(str(directory))
-    return directory
+    return build_tiny_checkpoint(directory, seed, preset="toy")
 
 
 def render_phase(phase: ToyPhase, work: Path) -> list:
