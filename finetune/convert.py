@@ -7,7 +7,11 @@ What each config yields (``label_config/``):
 | ``image_segmentation`` | ``seg`` (query -> ``<|seg|>`` mask) | — | regions without masks |
 | ``referring_expressions`` | ``seg`` | ``seg`` (expression -> its mask), ``region`` (mask -> expression), ``mem`` (box -> ``[1] <|seg|>``), ``ref`` (box -> expression) | masks without description give only ``mem`` |
 | ``video_masks`` (frames) | ``seg`` over up to 8 annotated frames | as above, on the region's frames | — |
-| ``video_tracking`` | — | ``ref`` (first keyframe box -> description) | box-only tracks give no mask samples: boxes are not masks, and training SAM 2 on box-shaped masks would teach it boxes |
+| ``video_tracking`` | — | ``mem`` box-supervised (first keyframe box -> track, its loss on the boxes' projections, as BoxInst), ``ref`` (first keyframe box -> description) | — |
+
+Box tracks are not masks: training SAM 2 on filled boxes would teach it boxes, so their ``mem`` samples carry
+``box_supervised``: the predicted mask's projections on the two axes are compared with the box's. Boxes are read on
+every frame Label Studio shows them: the keyframes and the frames it interpolates between them.
 
 Pixels and 0-based frames only after this module; LS units are read through ``backend.converters``.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,13 +32,13 @@ from backend.converters.rle import ls_rle_to_mask
 from backend.converters.timeline import Timeline
 from backend.label_config import LabelSpec
 from finetune.sample import MAX_FRAMES, TrainSample
+from unipixel_model import templates
 from unipixel_model.prompts import BoxPrompt
-from unipixel_model.templates import segmentation_question
+from unipixel_model.templates import SEG_ANSWER, segmentation_question
 
-SEG_ANSWER = "Sure, it is <|seg|>."
-DESCRIBE_QUESTION = "Please describe [1] briefly."
-REF_QUESTION = "Please describe [1] <|ref|> briefly."
-
+DESCRIBE_QUESTION = templates.DESCRIBE_QUESTION.format(1)
+REF_QUESTION = templates.REF_DESCRIBE_QUESTION.format(1)
+MEM_QUESTION, MEM_ANSWER = templates.memory_question([1])
 
 
 @dataclass
@@ -54,6 +58,7 @@ class _Object:
     masks: dict[int, np.ndarray]          # frame_idx -> bool [H, W]
     box: BoxPrompt | None = None
     description: str | None = None
+    track_boxes: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)  # frame_idx -> px
 
 
 def task_to_samples(task: LabeledTask, spec: LabelSpec) -> list[TrainSample]:
@@ -74,16 +79,29 @@ def _object_samples(task: LabeledTask, obj: _Object) -> list[TrainSample]:
         frames = _frames(sorted(obj.masks))
         box = obj.box or _mask_box(obj.masks[frames[0]], frames[0])
         if box is not None:
-            out.append(TrainSample("mem", task.media, frames, "[1] <|ref|>. Please localize the relevant objects "
-                                   "with IDs.", "[1] <|seg|>", [box], _stack(task, [obj], frames), None, task.task_id))
+            out.append(TrainSample("mem", task.media, frames, MEM_QUESTION, MEM_ANSWER, [box],
+                                   _stack(task, [obj], frames), None, task.task_id))
         if obj.description:
             out.append(_seg(task, obj.description, [obj]))
             out.append(TrainSample("region", task.media, frames, DESCRIBE_QUESTION, obj.description, [], None,
                                    _stack(task, [obj], frames), task.task_id))
+    elif obj.track_boxes and obj.box is not None:
+        out.append(_box_track(task, obj))
     if obj.description and obj.box is not None:
         out.append(TrainSample("ref", task.media, [obj.box.frame_idx], REF_QUESTION, obj.description, [obj.box],
                                None, None, task.task_id))
     return out
+
+
+def _box_track(task: LabeledTask, obj: _Object) -> TrainSample:
+    """A box-only track: its first box prompts SAM 2, the filled boxes of up to 8 frames supervise it (BoxInst)."""
+    frames = _frames(sorted(obj.track_boxes))
+    targets = np.zeros((1, len(frames), task.shape.height_px, task.shape.width_px), bool)
+    for n, frame_idx in enumerate(frames):
+        x1, y1, x2, y2 = obj.track_boxes[frame_idx]
+        targets[0, n, int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
+    return TrainSample("mem", task.media, frames, MEM_QUESTION, MEM_ANSWER, [obj.box], targets, None, task.task_id,
+                       box_supervised=True)
 
 
 def _seg(task: LabeledTask, text: str, objects: list[_Object]) -> TrainSample:
@@ -160,12 +178,22 @@ def _rect(obj: _Object, item: dict, value: dict, shape: MediaShape) -> None:
 
 
 def _video_rect(obj: _Object, item: dict, value: dict, shape: MediaShape) -> None:
-    keys = [k for k in value.get("sequence") or [] if k.get("enabled", True) is not False]
-    if not keys:
-        return
-    key = min(keys, key=lambda k: int(k["frame"]))
+    """Boxes on every frame LS shows: each enabled keyframe holds until the next keyframe, interpolated linearly
+    (an ``enabled: false`` keyframe ends the span after its own frame)."""
+    keys = sorted((k for k in value.get("sequence") or [] if isinstance(k, dict)), key=lambda k: int(k["frame"]))
     timeline = Timeline(shape.num_frames, shape.fps, shape.ls_fps or shape.fps)
-    frame_idx = timeline.to_frame_idx(int(key["frame"]))
-    if frame_idx < shape.num_frames:
+    for n, key in enumerate(keys):
         box = rect_pct_to_box_px(key["x"], key["y"], key["width"], key["height"], shape.width_px, shape.height_px)
-        obj.box, obj.label = BoxPrompt(*box, frame_idx), _label(value)
+        following = keys[n + 1] if n + 1 < len(keys) and key.get("enabled", True) is not False else None
+        last = int(following["frame"]) - 1 if following else int(key["frame"])
+        end = rect_pct_to_box_px(following["x"], following["y"], following["width"], following["height"],
+                                 shape.width_px, shape.height_px) if following else box
+        for ls_frame in range(int(key["frame"]), last + 1):
+            frame_idx = timeline.to_frame_idx(ls_frame)
+            if frame_idx < shape.num_frames:
+                share = (ls_frame - int(key["frame"])) / (int(following["frame"]) - int(key["frame"])) \
+                    if following else 0.0
+                obj.track_boxes.setdefault(frame_idx, tuple(a + share * (b - a) for a, b in zip(box, end)))
+    if obj.track_boxes:
+        first = min(obj.track_boxes)
+        obj.box, obj.label = BoxPrompt(*obj.track_boxes[first], first), _label(value)

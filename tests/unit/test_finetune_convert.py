@@ -100,18 +100,33 @@ def test_convert_video_masks_absent_frames_are_empty_targets():
     assert seg.answer.count("<|seg|>") == 2
 
 
-def test_convert_video_tracking_box_only_track_gives_ref_sample_and_no_masks():
+def test_convert_video_tracking_box_only_track_gives_box_supervised_track_and_ref_samples():
     track = {"id": "vr1", "from_name": "box", "to_name": "video", "type": "videorectangle",
              "value": {"framesCount": 20, "duration": 2.0, "labels": ["Person"], "sequence": [
                  {"frame": 5, "enabled": True, "x": 25, "y": 25, "width": 50, "height": 50, "time": 0.4},
                  {"frame": 9, "enabled": False, "x": 30, "y": 25, "width": 50, "height": 50, "time": 0.8}]}}
     result = [track, _text("description", "video", "a person walking", "vr1")]
     samples = task_to_samples(_task(result, frames=20, fps=10.0, ls_fps=10.0), _spec("video_tracking"))
-    assert [s.kind for s in samples] == ["ref"]
-    ref = samples[0]
+    assert [s.kind for s in samples] == ["mem", "ref"]
+    mem, ref = samples
+    # LS frames 5..9 (keyframes 5 and 9, LS interpolates between them) -> frame_idx 4..8
+    assert mem.box_supervised and mem.frame_idx == [4, 5, 6, 7, 8] and mem.prompts[0].frame_idx == 4
+    assert mem.question.count("<|ref|>") == 1 and mem.answer.count("<|seg|>") == 1
+    cols = [np.nonzero(mem.target_masks[0, n].any(0))[0] for n in range(5)]
+    assert [(c[0], c[-1] + 1) for c in cols] == [(16, 48), (16, 49), (17, 50), (18, 51), (19, 52)]  # x 16 -> 19.2 px
+    assert all(mem.target_masks[0, n].any(1).sum() == 24 for n in range(5))  # filled boxes: 12..36 px high
     assert ref.frame_idx == [4] and ref.prompts[0].frame_idx == 4  # LS frame 5 -> frame_idx 4
     assert ref.answer == "a person walking" and ref.question.count("<|ref|>") == 1
     assert (ref.prompts[0].x1_px, ref.prompts[0].x2_px) == (16.0, 48.0)
+
+
+def test_convert_video_tracking_disabled_keyframe_ends_the_span():
+    keys = [{"frame": 2, "enabled": False, "x": 0, "y": 0, "width": 50, "height": 50},
+            {"frame": 6, "enabled": True, "x": 50, "y": 50, "width": 25, "height": 25}]
+    track = {"id": "vr1", "from_name": "box", "to_name": "video", "type": "videorectangle",
+             "value": {"framesCount": 8, "labels": ["Person"], "sequence": keys}}
+    (mem,) = task_to_samples(_task([track], frames=8, fps=10.0, ls_fps=10.0), _spec("video_tracking"))
+    assert mem.frame_idx == [1, 5] and mem.prompts[0].frame_idx == 1  # nothing shown on LS frames 3..5
 
 
 @pytest.mark.parametrize("name", ["video_tracking", "video_masks", "image_segmentation", "referring_expressions"])
