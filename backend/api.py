@@ -18,7 +18,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from backend.engine import Engine
-from backend.errors import BackendError, BadRequest, Busy, PayloadTooLarge, Unauthorized
+from backend.errors import BackendError, BadRequest, Busy, NothingToTrain, PayloadTooLarge, Unauthorized
 from backend.limits import RequestLimits, check_body_size, check_predict_body, parse_json_body
 from backend.model import UniPixelBackend
 from backend.redaction import Redactor, protect_logs
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def versions():
         listed = engine.versions.list()
         return jsonify(versions=[v.get("version") for v in listed], details=listed,
-                       current=engine.model_version())
+                       current=engine.model_version(), last_runs=engine.versions.last_runs())
 
     @app.get("/metrics")
     def metrics():
@@ -144,6 +144,8 @@ def _register_errors(app: Flask, redactor: Redactor, settings: Settings) -> None
             reply.headers["Retry-After"] = str(err.retry_after_s)
         if isinstance(err, Unauthorized):
             reply.headers["WWW-Authenticate"] = 'Basic realm="unipixel"'
+        if isinstance(err, NothingToTrain):
+            reply.status = f"{err.status} {err.reason_phrase}"
         return reply
 
     @app.errorhandler(UniPixelInputError)

@@ -74,3 +74,16 @@ class QueueUnavailable(BackendError):
     """Redis (the training queue) cannot be reached."""
 
     status = 503
+
+
+class NothingToTrain(BackendError):
+    """*Start Training* on a project with nothing to train. Label Studio shows an ML backend's failed training call
+    only as ``str(requests.HTTPError)``, which carries the HTTP reason phrase and drops the body: so the reason is
+    also sent as the status line's phrase (ASCII, short), and the backend's card in Label Studio shows it."""
+
+    status = 422
+
+    @property
+    def reason_phrase(self) -> str:
+        text = str(self).encode("ascii", "replace").decode().replace("\r", " ").replace("\n", " ")
+        return text[:200]

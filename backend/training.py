@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from backend.errors import BadRequest, QueueUnavailable
+from backend.errors import BadRequest, NothingToTrain, QueueUnavailable
 from backend.settings import Settings
 
 REDIS_TIMEOUT_S = 0.4  # LS gives webhooks 1 s
@@ -48,6 +48,7 @@ def handle_event(settings: Settings, event: str, data: dict) -> dict:
 
     Raises:
         BadRequest: no project id in the payload.
+        NothingToTrain: START_TRAINING on a project whose payload counts no annotation.
         QueueUnavailable: Redis cannot be reached (the event is still recorded locally).
     """
     from redis import Redis
@@ -56,6 +57,10 @@ def handle_event(settings: Settings, event: str, data: dict) -> dict:
     from finetune.queue import QueuePolicy, TrainingQueue
 
     project_id = project_id_of(data)
+    project = data.get("project")
+    if event == "START_TRAINING" and isinstance(project, dict) and project.get("total_annotations_number") == 0:
+        raise NothingToTrain(f"Nothing to train: project {project_id} has no submitted annotations. Label and submit "
+                             "some tasks, then press Start Training again", field="project.total_annotations_number")
     try:
         record_event(settings, event, data, project_id)
     except OSError as err:  # a full or read-only disk must not drop the event: Redis and LS still have it

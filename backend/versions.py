@@ -6,6 +6,8 @@ Layout::
     MODEL_DIR/<version>/version.json  {"version", "created", "project", "metrics", "base_model", ...}
     MODEL_DIR/<version>/loss.png
     MODEL_DIR/latest                  the served version's name (replaced atomically)
+    MODEL_DIR/runs/<project>.json     the last fine-tune run of each project, published or not (its
+                                      status and, when nothing was published, the reason)
 
 A version directory appears by ``rename`` of a finished temporary directory, so a reader never
 sees half a version; ``latest`` moves only afterwards.
@@ -20,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 LATEST = "latest"
+RUNS = "runs"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,80}$")
 
 
@@ -76,3 +79,22 @@ class VersionStore:
         """Never try ``version`` again in this process (it failed to load)."""
         if version:
             self._broken.add(version)
+
+    def record_run(self, project_id: int, outcome: dict) -> None:
+        """Keep ``outcome`` (status, reason, numbers) as the last run of ``project_id`` (replaced atomically)."""
+        folder = self.root / RUNS
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".run-")
+        with os.fdopen(fd, "w") as out:
+            json.dump({"project": project_id, **outcome}, out, default=str)
+        os.replace(tmp, folder / f"{int(project_id)}.json")
+
+    def last_runs(self) -> dict[str, dict]:
+        """Project id (str) -> its last run's outcome, for ``GET /versions``."""
+        runs: dict[str, dict] = {}
+        for path in sorted((self.root / RUNS).glob("*.json")) if (self.root / RUNS).is_dir() else []:
+            try:
+                runs[path.stem] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+        return runs

@@ -93,7 +93,9 @@ class FinetuneRun:
                           self.project_id)
         train, holdout = self.samples(gathered.label_config, gathered.annotations)
         if not train:
-            return {"status": "no samples", "tasks": len(gathered.annotations), "source": gathered.source}
+            return self._record({"status": "nothing to train", "tasks": len(gathered.annotations),
+                                 "holdout_samples": len(holdout), "source": gathered.source,
+                                 "reason": nothing_to_train(self.project_id, gathered.annotations, len(holdout))})
         from finetune.trainer import Trainer
 
         trainer = Trainer.from_recipe(self.recipe, checkpoint=self.settings.model)
@@ -106,8 +108,25 @@ class FinetuneRun:
                    "seconds": round(time.time() - started, 1), "skipped": result.skipped}
         if after["score"] < before["score"] + self.recipe.min_improvement:
             self.report(stage="not published")
-            return {**summary, "status": "not published: held-out score did not improve enough"}
-        return {**summary, **self._publish(trainer, result, summary)}
+            return self._record({**summary, "status": "not published", "reason": (
+                f"held-out score {after['score']:.4f} after training is not above {before['score']:.4f} before "
+                f"by the recipe's min_improvement {self.recipe.min_improvement}")})
+        return self._record({**summary, **self._publish(trainer, result, summary)})
+
+    def _record(self, outcome: dict) -> dict:
+        """Log the outcome and keep it as the project's last run (``GET /versions`` shows it)."""
+        from backend.versions import VersionStore
+
+        if outcome["status"] != "published":
+            logger.warning("fine-tune project %d: %s: %s", self.project_id, outcome["status"], outcome["reason"])
+            self.report(stage=outcome["status"], reason=outcome["reason"])
+        brief = {k: outcome[k] for k in ("status", "reason", "version", "tasks", "train_samples", "holdout_samples")
+                 if k in outcome}
+        try:
+            VersionStore(Path(self.settings.model_dir)).record_run(self.project_id, {**brief, "finished": time.time()})
+        except OSError as err:  # the outcome is still the job's result and in the log
+            logger.warning("cannot record the run of project %d in %s: %s", self.project_id, self.settings.model_dir, err)
+        return outcome
 
     def samples(self, label_config: str, annotations: list[GatheredAnnotation]) -> tuple[list, list]:
         """(train, holdout) samples, split by task (:func:`finetune.sample.split_by_task`)."""
@@ -141,6 +160,20 @@ class FinetuneRun:
         path = publish(Path(self.settings.model_dir), version, trainer.save_adapter, info, result.losses)
         self.report(stage="published", version=version)
         return {"status": "published", "version": version, "path": str(path)}
+
+
+def nothing_to_train(project_id: int, annotations: list[GatheredAnnotation], held_out: int) -> str:
+    """Why a run found no training sample, in the words the annotator and the operator need."""
+    if not annotations:
+        return (f"project {project_id} has no submitted annotations in Label Studio; label some tasks, submit them, "
+                "then press Start Training")
+    if held_out:
+        return (f"the {len(annotations)} annotated task(s) of project {project_id} all went to the held-out split "
+                f"({held_out} samples); annotate at least one more task")
+    kinds = sorted({str(r.get("type")) for a in annotations for r in a.result if isinstance(r, dict)})
+    return (f"the {len(annotations)} annotation(s) of project {project_id} hold nothing this labeling config trains "
+            f"on (region types found: {', '.join(kinds) or 'none'}); it needs masks, boxes or box tracks of the "
+            "config's own controls, or a query with its masks")
 
 
 def _labeled_task(item: GatheredAnnotation, spec, fetcher: MediaFetcher) -> LabeledTask:

@@ -169,3 +169,15 @@ def _wait(check, what: str, timeout_s: float = 60):
             return value
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_e2e_start_training_with_nothing_to_train_shows_why_in_label_studio(label_studio, backend_server):
+    """*Start Training* on a project without annotations: Label Studio marks the backend's card with our reason."""
+    ls = label_studio
+    project = _project(ls, "image_segmentation", "nothing to train")
+    ml_id = _connect(ls, project, backend_server)
+    ls.request("POST", f"/api/ml/{ml_id}/train", {})  # the "Start Training" button
+    backend = ls.request("GET", f"/api/ml/{ml_id}")
+    assert backend["state"] == "ER", backend
+    assert f"Nothing to train: project {project} has no submitted annotations" in backend["error_message"]
+    assert "Nothing to train" in backend_server.log_path.read_text()

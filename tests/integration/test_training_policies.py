@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 from backend.converters.rle import mask_to_ls_rle
 from finetune.gather import AnnotationRecord, GatheredAnnotation
 from finetune.queue import JOB_FUNC, SCHEDULE_FUNC, QueuePolicy, TrainingQueue
-from tests.integration.backend_media import HEIGHT, WIDTH, record_square_project, write_frames
+from tests.integration.backend_media import HEIGHT, WIDTH, record_square_project, write_frames, write_video
 from tests.integration.conftest import config
 
 REPO = Path(__file__).parents[2]
@@ -136,7 +136,35 @@ def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_p
         assert scores["calls"] > 0 and 0.0 <= scores["text"]["all"]["JF"] <= 1.0
         assert scores["descriptions"]["count"] > 0 and 0.0 <= scores["descriptions"]["token_f1"] <= 1.0
         assert 0.0 <= scores["score"] <= 1.0
-    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+    from backend.versions import VersionStore
+
+    store = VersionStore(tmp_path / "models")
+    assert store.list() == [] and store.latest() is None  # nothing published
+    last = store.last_runs()["13"]
+    assert last["status"] == "not published" and "is not above" in last["reason"]
+
+
+def test_a_run_with_nothing_to_train_says_why_in_the_result_the_log_and_versions(tmp_path, tiny_checkpoint, caplog,
+                                                                                  make_client):
+    from backend.settings import Settings
+    from finetune.jobs import FinetuneRun
+
+    record = AnnotationRecord(tmp_path / "data", 14)
+    record.save_config(config("video_tracking"))
+    brush_only = [{"id": "r1", "from_name": "mask", "to_name": "video", "type": "brushlabels",
+                   "value": {"format": "rle", "rle": [0], "brushlabels": ["Object"]}}]  # not this config's control
+    record.append([GatheredAnnotation(140, {"video": str(tmp_path / "v.mp4")}, 1, brush_only, "2026-11-29T10:00:00Z")])
+    settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
+                        local_roots=(tmp_path,), media_cache_dir=tmp_path / "media")
+    write_video(tmp_path / "v.mp4")
+    with caplog.at_level("WARNING"):
+        outcome = FinetuneRun(settings, {"project_id": 14, "recipe": "tiny"}).execute()
+    assert outcome["status"] == "nothing to train" and outcome["tasks"] == 1
+    assert "hold nothing this labeling config trains on (region types found: brushlabels)" in outcome["reason"]
+    assert "fine-tune project 14: nothing to train: the 1 annotation(s)" in caplog.text
+    versions = make_client(model_dir=tmp_path / "models").get("/versions").json
+    assert versions["versions"] == [] and versions["last_runs"]["14"]["status"] == "nothing to train"
+    assert versions["last_runs"]["14"]["reason"] == outcome["reason"]
 
 
 def test_run_command_fine_tunes_by_hand(tmp_path, tiny_checkpoint):

@@ -59,6 +59,18 @@ def test_start_training_queues_at_the_front(queue_client):
     assert queue_client.queue.job_ids[0] == reply.json["result"]["job"]
 
 
+def test_start_training_without_annotations_says_so_in_the_status_line_label_studio_shows(queue_client, caplog):
+    project = {"id": 9, "total_annotations_number": 0, "num_tasks_with_annotations": 0}
+    with caplog.at_level("WARNING"):
+        reply = queue_client.post("/webhook", json={"action": "START_TRAINING", "project": project})
+    # LS keeps only str(requests.HTTPError) of a failed train call: "422 Client Error: <reason phrase> for url"
+    assert reply.status_code == 422 and reply.status.startswith("422 Nothing to train: project 9 has no submitted")
+    assert reply.json["field"] == "project.total_annotations_number"
+    assert queue_client.queue.job_ids == [] and "Nothing to train: project 9" in caplog.text
+    project["total_annotations_number"] = 3
+    assert queue_client.post("/webhook", json={"action": "START_TRAINING", "project": project}).status_code == 201
+
+
 def test_other_events_are_ignored_and_payload_without_project_is_400(queue_client):
     assert queue_client.post("/webhook", json={"action": "PROJECT_UPDATED", "project": {"id": 7}}).json["result"][
         "status"] == "ignored"
