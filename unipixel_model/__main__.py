@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unipixel_model", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("predict", help="segment / describe objects in an image or video")
-    cmd.add_argument("--model", default="tiny", help="checkpoint dir, hub id, or 'tiny'")
+    cmd.add_argument("--model", default="tiny", help="checkpoint dir, hub id, tiny, toy or random-3b")
     cmd.add_argument("--media", required=True, type=Path, help="image, video or folder of frames")
     cmd.add_argument("--text", default=None, help="query or question")
     cmd.add_argument("--point", action="append", default=[], metavar="X,Y,FRAME")

@@ -64,13 +64,17 @@ class UniPixelSAM2(SAM2Base):
         **kwargs: ``SAM2Base`` arguments; training-only keys of the fork's yaml are ignored.
     """
 
-    def __init__(self, inference_mode: bool = True, click_prior_logit: float = 0.0, **kwargs) -> None:
+    def __init__(self, inference_mode: bool = True, click_prior_logit: float = 0.0, track_prior_margin: float = 0.0,
+                 **kwargs) -> None:
         accepted = inspect.signature(SAM2Base.__init__).parameters
         super().__init__(**{k: v for k, v in kwargs.items() if k in accepted})
         self.inference_mode = inference_mode
         # Toy models only (0 = off, as in every released SAM 2.1 / UniPixel): clicks and boxes are also
         # drawn into the dense mask prompt, see :func:`click_prior`.
         self.click_prior_logit = float(click_prior_logit)
+        # Toy models only (0 = off): a tracked frame is also prompted with the box of the neighbouring frame's mask,
+        # grown by this share of its side, see :func:`track_prior`.
+        self.track_prior_margin = float(track_prior_margin)
 
     def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None,
                            high_res_features=None, multimask_output=False, hidden_inputs=None):
@@ -150,6 +154,9 @@ class UniPixelSAM2(SAM2Base):
                 track_in_reverse=track_in_reverse)
             if prev_sam_mask_logits is not None:
                 mask_inputs = prev_sam_mask_logits
+            if self.track_prior_margin and not is_init_cond_frame and point_inputs is None and mask_inputs is None:
+                point_inputs = track_prior(output_dict, frame_idx, track_in_reverse, self.image_size,
+                                           self.track_prior_margin)
             sam_outputs = self._forward_sam_heads(
                 backbone_features=pix_feat, point_inputs=point_inputs, mask_inputs=mask_inputs,
                 high_res_features=high_res_features,
@@ -235,6 +242,35 @@ def click_prior(coords: torch.Tensor, labels: torch.Tensor, size_hw: tuple[int, 
             inside = (xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2)
             prior[b] = prior[b] + inside.float() * logit / 2
     return prior[:, None].to(coords.dtype if coords.is_floating_point() else torch.float32)
+
+
+def track_prior(output_dict: dict, frame_idx: int, reverse: bool, image_size: int, margin: float) -> dict | None:
+    """Box prompts for a tracked frame: per object, the box of the mask on the frame it is tracked from (the one
+    before, or after when tracking in reverse), grown by ``margin`` of its side plus 2 px; padding (-1) for an object
+    whose mask there is empty. None when that frame was not tracked.
+
+    A toy model trained on a CPU learns to follow an object from its box far sooner than through memory attention
+    alone (see the README's toy-model section); released models never use this.
+    """
+    source = frame_idx + 1 if reverse else frame_idx - 1
+    previous = output_dict["cond_frame_outputs"].get(source) or output_dict["non_cond_frame_outputs"].get(source)
+    if previous is None:
+        return None
+    logits = previous["pred_masks"][:, 0]  # [B, h, w] low-res logits
+    scale = image_size / logits.shape[-1]
+    coords = torch.zeros(logits.shape[0], 2, 2, device=logits.device)
+    labels = torch.full((logits.shape[0], 2), -1, dtype=torch.int32, device=logits.device)
+    for b, mask in enumerate(logits > 0):
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        if len(xs) == 0:
+            continue
+        x1, x2 = xs.min().item() * scale, (xs.max().item() + 1) * scale
+        y1, y2 = ys.min().item() * scale, (ys.max().item() + 1) * scale
+        grow_x, grow_y = margin * (x2 - x1) + 2, margin * (y2 - y1) + 2
+        coords[b] = torch.tensor([[max(0.0, x1 - grow_x), max(0.0, y1 - grow_y)],
+                                  [min(image_size, x2 + grow_x), min(image_size, y2 + grow_y)]])
+        labels[b] = torch.tensor([2, 3], dtype=torch.int32)
+    return {"point_coords": coords, "point_labels": labels}
 
 
 def build_sam2(yaml_path: Path, image_size: int, inference_mode: bool) -> UniPixelSAM2:

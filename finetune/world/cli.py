@@ -38,6 +38,8 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--out", required=True, help="checkpoint folder to create")
     toy.add_argument("--work", default=None, help="folder for the rendered training clips (default: <out>.work)")
     toy.add_argument("--minutes", type=float, default=None, help="scale the phases' steps to about this long")
+    toy.add_argument("--shapes", default=None, help="train on these shapes only (comma list), e.g. a base model "
+                     "without one category for the active-learning check (use its own --work folder)")
 
 
 def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> None:
@@ -74,8 +76,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     path = resolve_checkpoint(args.model)
     model, tokenizer = from_pretrained(path), load_tokenizer(path)
-    if args.adapter:
-        load_adapter(model, args.adapter)
+    if args.adapter:  # a published version's folder, or its adapter/ folder
+        adapter = Path(args.adapter)
+        load_adapter(model, adapter / "adapter" if (adapter / "adapter").is_dir() else adapter)
     start = time.time()
     seeds = range(args.seed, args.seed + args.clips)
     report = evaluate_world(model, tokenizer, seeds, world_config(args),
@@ -103,7 +106,8 @@ def run_toy(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
-    summary = train_toy(out, work, minutes=args.minutes)
+    shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
+    summary = train_toy(out, work, minutes=args.minutes, shapes=shapes)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1,0 +1,56 @@
+"""The toy model's prompt priors (``unipixel_model/sam2_adapter.py``): where they draw, and that they stay off unless
+a config turns them on."""
+
+from __future__ import annotations
+
+import torch
+
+from unipixel_model.sam2_adapter import click_prior, track_prior
+
+SIZE = 128  # SAM 2 input side of the toy preset
+
+
+def _output(mask_low_res: torch.Tensor) -> dict:
+    """A tracked frame's output as ``track_step`` stores it: low-res logits [B, 1, h, w]."""
+    return {"pred_masks": torch.where(mask_low_res, 5.0, -5.0)[:, None]}
+
+
+def test_click_prior_draws_positive_bumps_negative_dips_and_fills_boxes():
+    coords = torch.tensor([[[32.0, 32.0], [96.0, 96.0]], [[16.0, 16.0], [48.0, 64.0]]])
+    labels = torch.tensor([[1, 0], [2, 3]], dtype=torch.int32)
+    prior = click_prior(coords, labels, (32, 32), SIZE, 8.0)[:, 0]  # mask-prompt cells: 1/4 of the input
+    assert prior.shape == (2, 32, 32)
+    # cell centres are at +0.5: the four cells around the click at (8, 8) share the peak
+    assert prior[0, 7:9, 7:9].min() > 6.0 and prior[0].max() == prior[0, 7:9, 7:9].max()
+    assert prior[0, 23:25, 23:25].max() < -6.0 and abs(prior[0, 8, 24]) < 0.1
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[4:16, 4:12] = True  # x 16..48 px, y 16..64 px -> cells 4..12 x 4..16
+    assert torch.allclose(prior[1][inside], torch.tensor(4.0)) and (prior[1][~inside] == 0).all()
+
+
+def test_track_prior_prompts_the_box_of_the_neighbour_frame_grown_by_the_margin():
+    mask = torch.zeros(2, 32, 32, dtype=torch.bool)
+    mask[0, 8:16, 4:12] = True  # x 16..48 px, y 32..64 px at 128 px
+    memory = {"cond_frame_outputs": {3: _output(mask)}, "non_cond_frame_outputs": {}}
+    forward = track_prior(memory, 4, False, SIZE, margin=0.25)
+    assert forward["point_labels"].tolist() == [[2, 3], [-1, -1]]  # an empty mask: padding, no prompt
+    grow_x, grow_y = 0.25 * 32 + 2, 0.25 * 32 + 2
+    assert torch.allclose(forward["point_coords"][0], torch.tensor([[16 - grow_x, 32 - grow_y],
+                                                                      [48 + grow_x, 64 + grow_y]]))
+    assert track_prior(memory, 2, True, SIZE, 0.25)["point_labels"][0].tolist() == [2, 3]  # reverse: from frame 3
+    assert track_prior(memory, 2, False, SIZE, 0.25) is None  # frame 1 was never tracked
+    mask[0, 0:2, 0:2] = True  # a box at the border stays inside the image
+    edge = track_prior({"cond_frame_outputs": {}, "non_cond_frame_outputs": {0: _output(mask)}}, 1, False, SIZE, 0.5)
+    assert edge["point_coords"][0, 0].tolist() == [0.0, 0.0]
+
+
+def test_released_sam2_configs_leave_both_priors_off():
+    from pathlib import Path
+
+    import yaml
+
+    configs = Path(__file__).parents[2] / "unipixel_model" / "configs"
+    for path in configs.glob("*.yaml"):
+        model = yaml.safe_load(path.read_text())["model"]
+        toy = path.stem == "sam2.1_hiera_toy"
+        assert bool(model.get("click_prior_logit", 0)) == toy and bool(model.get("track_prior_margin", 0)) == toy, path
