@@ -67,10 +67,16 @@ class _Reporter:
         self.job = job
 
     def __call__(self, **meta) -> None:
+        from redis.exceptions import RedisError
+
         logger.info("fine-tune progress: %s", meta)
         if self.job is not None:
             self.job.meta.update(meta)
-            self.job.save_meta()
+            try:
+                self.job.save_meta()
+            except RedisError as err:  # progress is best-effort: a Redis restart must not end hours of training
+                logger.warning("fine-tune progress not saved to Redis (%s: %s); training goes on",
+                               err.__class__.__name__, err)
 
 
 class FinetuneRun:
@@ -111,7 +117,15 @@ class FinetuneRun:
             return self._record({**summary, "status": "not published", "reason": (
                 f"held-out score {after['score']:.4f} after training is not above {before['score']:.4f} before "
                 f"by the recipe's min_improvement {self.recipe.min_improvement}")})
-        return self._record({**summary, **self._publish(trainer, result, summary)})
+        try:
+            published = self._publish(trainer, result, summary)
+        except Exception as err:  # noqa: BLE001  MODEL_DIR full or unwritable (OSError, or the writer's own error
+            # type): publish() removed its partial copy; the reason is recorded and the job still fails
+            self._record({**summary, "status": "publish failed", "reason": (
+                f"could not write the new version to MODEL_DIR {self.settings.model_dir} ({err}); the previous "
+                "version is still served")})
+            raise
+        return self._record({**summary, **published})
 
     def _record(self, outcome: dict) -> dict:
         """Log the outcome and keep it as the project's last run (``GET /versions`` shows it)."""
@@ -120,8 +134,9 @@ class FinetuneRun:
         if outcome["status"] != "published":
             logger.warning("fine-tune project %d: %s: %s", self.project_id, outcome["status"], outcome["reason"])
             self.report(stage=outcome["status"], reason=outcome["reason"])
-        brief = {k: outcome[k] for k in ("status", "reason", "version", "tasks", "train_samples", "holdout_samples")
-                 if k in outcome}
+        brief = {k: outcome[k] for k in ("status", "version", "tasks", "train_samples", "holdout_samples") if k in outcome}
+        brief.update(trigger=self.spec.get("reason"), **({"reason": outcome["reason"]} if outcome["status"] != "published"
+                                                         else {}))
         try:
             VersionStore(Path(self.settings.model_dir)).record_run(self.project_id, {**brief, "finished": time.time()})
         except OSError as err:  # the outcome is still the job's result and in the log

@@ -3,6 +3,7 @@ the backend then serves; SIGKILL mid-training publishes nothing and the backend 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -118,3 +119,116 @@ def test_sigkill_mid_training_publishes_nothing_and_serving_continues(finetune_e
     assert _predict(client, "image_segmentation", {"id": 71, "data": {"image": str(tmp_path / "task1.png")}},
                     {"result": [_click(40, 45)]}).status_code == 200
     assert Queue("train-it", connection=Redis.from_url(redis_server.url), serializer=JSONSerializer).count == 0
+
+
+def test_worker_killed_outright_mid_training_the_next_worker_fails_the_run_visibly_and_reruns_it(
+        finetune_env, redis_server):
+    """SIGKILL of the whole worker (worker and work horse, as the OOM killer or a power cut would): RQ alone would
+    keep the run "started" until its heartbeat lapses; the next worker marks it failed with the reason and queues the
+    project again, and that run trains on every annotation and publishes."""
+    tmp_path, env = finetune_env
+    recipe = yaml.safe_load(Path(env["UNIPIXEL_TRAIN_RECIPE"]).read_text())
+    recipe["max_steps"] = 400
+    Path(env["UNIPIXEL_TRAIN_RECIPE"]).write_text(yaml.safe_dump(recipe))
+    job = _enqueue(env, redis_server.url)
+    worker = _worker(env, burst=False)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        job.refresh()
+        if job.meta.get("stage") == "training":
+            break
+        time.sleep(0.5)
+    assert job.meta.get("stage") == "training", job.meta
+    os.killpg(worker.pid, signal.SIGKILL)  # the worker...
+    os.kill(job.meta["pid"], signal.SIGKILL)  # ...and its horse (RQ starts it in a session of its own)
+    worker.wait(timeout=30)
+    assert job.get_status(refresh=True) == "started"  # what RQ shows until the heartbeat lapses
+    recipe["max_steps"] = 2
+    Path(env["UNIPIXEL_TRAIN_RECIPE"]).write_text(yaml.safe_dump(recipe))
+    rerun = subprocess.run([sys.executable, "-m", "finetune", "worker", "--burst"], env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    job.refresh()
+    assert job.get_status() == "failed" and job.meta["stage"] == "abandoned", rerun.stderr[-3000:]
+    assert "died mid-run" in job.meta["reason"] and f"fine-tune job {job.id} of project {PROJECT}" in rerun.stderr
+    models = tmp_path / "models"
+    (run,) = [json.loads(p.read_text()) for p in (models / "runs").glob("*.json")]
+    assert run["status"] == "published" and run["train_samples"] > 0
+    assert (models / "latest").read_text().strip() == run["version"]
+    assert not list(models.glob(".tmp-*"))
+
+
+def test_model_dir_full_during_publish_keeps_serving_the_previous_version(finetune_env, make_client, redis_server):
+    """The second run's worker may write files of at most 64 KiB (RLIMIT_FSIZE, as a full disk refuses writes): its
+    adapter cannot be written, the run fails visibly, no partial version is left, and `latest` still names the first
+    version, which the backend keeps serving."""
+    tmp_path, env = finetune_env
+    models = tmp_path / "models"
+    _enqueue(env, redis_server.url)
+    first = subprocess.run([sys.executable, "-m", "finetune", "worker", "--burst"], env=env, cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    v1 = (models / "latest").read_text().strip()
+    job = _enqueue(env, redis_server.url)
+    full = subprocess.run([sys.executable, "-m", "finetune", "worker", "--burst"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300, preexec_fn=_disk_full_after(64 * 1024))
+    assert full.returncode == 0, full.stderr[-3000:]
+    assert job.get_status(refresh=True) == "failed" and "File too large" in (job.latest_result().exc_string or "")
+    assert (models / "latest").read_text().strip() == v1
+    assert [p.name for p in models.iterdir() if p.name.startswith("p")] == [v1] and not list(models.glob(".tmp-*"))
+    client = make_client(model_dir=models, describe_objects=False, local_roots=(tmp_path,))
+    assert client.post("/setup", json={"project": f"{PROJECT}.1"}).json["model_version"].endswith(f"@{v1}")
+    run = client.get("/versions").json["last_runs"][str(PROJECT)]
+    assert run["status"] == "publish failed" and "the previous version is still served" in run["reason"]
+
+
+def _disk_full_after(max_bytes: int):
+    """``preexec_fn``: regular files this process (and its forks) write stop at ``max_bytes`` with EFBIG."""
+    import resource
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error from write(), not death by signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit
+
+
+def test_redis_restarted_mid_training_the_run_still_publishes(finetune_env, redis_server):
+    """Redis goes away for a few seconds while the horse trains (and comes back empty: no persistence). Progress
+    updates fail meanwhile; the training goes on and publishes, and the worker survives."""
+    tmp_path, env = finetune_env
+    recipe = yaml.safe_load(Path(env["UNIPIXEL_TRAIN_RECIPE"]).read_text())
+    recipe["max_steps"] = 40
+    Path(env["UNIPIXEL_TRAIN_RECIPE"]).write_text(yaml.safe_dump(recipe))
+    job = _enqueue(env, redis_server.url)
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "finetune", "worker"], env=env, cwd=REPO, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            job.refresh()
+            if job.meta.get("stage") == "training":
+                break
+            time.sleep(0.5)
+        assert job.meta.get("stage") == "training", job.meta
+        redis_server.stop()
+        try:
+            time.sleep(4)
+        finally:
+            redis_server.start()
+        latest = tmp_path / "models" / "latest"
+        while time.monotonic() < deadline and not latest.exists():
+            time.sleep(1)
+        text = (tmp_path / "worker.log").read_text()
+        assert latest.exists(), text[-3000:]
+        assert "progress not saved to Redis" in text and worker.poll() is None  # the worker is still serving
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            raise AssertionError("the worker did not stop on SIGTERM after the Redis restart") from None
+        finally:
+            log.close()
