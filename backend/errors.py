@@ -77,9 +77,10 @@ class QueueUnavailable(BackendError):
 
 
 class NothingToTrain(BackendError):
-    """*Start Training* on a project with nothing to train. Label Studio shows an ML backend's failed training call
+    """*Start Training* on a project with nothing to train. Label Studio keeps an ML backend's failed training call
     only as ``str(requests.HTTPError)``, which carries the HTTP reason phrase and drops the body: so the reason is
-    also sent as the status line's phrase (ASCII, short), and the backend's card in Label Studio shows it."""
+    also sent as the status line's phrase (ASCII, short). (Label Studio 1.23 then resets the model's state on the
+    next health check, so its UI does not show it; the backend log does.)"""
 
     status = 422
 
