@@ -49,6 +49,17 @@ def _enqueue(env: dict, redis_url: str) -> Job:
     return Job.fetch(outcome["job"], connection=Redis.from_url(redis_url), serializer=JSONSerializer)
 
 
+def _wait_for_training(job: Job, timeout_s: float = 240) -> float:
+    """Wait until the job's horse reports training steps; returns the deadline (time.monotonic) for later waits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job.refresh()
+        if job.meta.get("stage") == "training":
+            return deadline
+        time.sleep(0.5)
+    raise AssertionError(f"the job never started training: {job.meta}")
+
+
 def _worker(env: dict, burst: bool) -> subprocess.Popen:
     args = [sys.executable, "-m", "finetune", "worker"] + (["--burst"] if burst else [])
     return subprocess.Popen(args, env=env, cwd=REPO, start_new_session=True)
@@ -97,13 +108,7 @@ def test_sigkill_mid_training_publishes_nothing_and_serving_continues(finetune_e
     job = _enqueue(env, redis_server.url)
     worker = _worker(env, burst=False)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            job.refresh()
-            if job.meta.get("stage") == "training" and job.meta.get("step", 0) >= 1:
-                break
-            time.sleep(0.5)
-        assert job.meta.get("stage") == "training", job.meta
+        deadline = _wait_for_training(job)
         os.kill(job.meta["pid"], signal.SIGKILL)  # the work horse, e.g. the OOM killer
         while time.monotonic() < deadline and job.get_status(refresh=True) != "failed":
             time.sleep(0.5)
@@ -132,13 +137,7 @@ def test_worker_killed_outright_mid_training_the_next_worker_fails_the_run_visib
     Path(env["UNIPIXEL_TRAIN_RECIPE"]).write_text(yaml.safe_dump(recipe))
     job = _enqueue(env, redis_server.url)
     worker = _worker(env, burst=False)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        job.refresh()
-        if job.meta.get("stage") == "training":
-            break
-        time.sleep(0.5)
-    assert job.meta.get("stage") == "training", job.meta
+    _wait_for_training(job)
     os.killpg(worker.pid, signal.SIGKILL)  # the worker...
     os.kill(job.meta["pid"], signal.SIGKILL)  # ...and its horse (RQ starts it in a session of its own)
     worker.wait(timeout=30)
@@ -205,13 +204,7 @@ def test_redis_restarted_mid_training_the_run_still_publishes(finetune_env, redi
     worker = subprocess.Popen([sys.executable, "-m", "finetune", "worker"], env=env, cwd=REPO, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            job.refresh()
-            if job.meta.get("stage") == "training":
-                break
-            time.sleep(0.5)
-        assert job.meta.get("stage") == "training", job.meta
+        deadline = _wait_for_training(job)
         redis_server.stop()
         try:
             time.sleep(4)
