@@ -12,7 +12,7 @@ from backend.annotate import ObjectUpdate, keep_descriptions, run_prompts
 from backend.converters.prompts import ContextPrompts, PromptControls, context_to_prompts, wants_model
 from backend.converters.results import prediction
 from backend.engine import Engine, Serving
-from backend.errors import BackendError, BadRequest
+from backend.errors import BackendError, BadRequest, LabelStudioError
 from backend.label_config import LabelSpec, parse_label_config
 from backend.media import MediaFetcher
 from backend.render import render_updates
@@ -148,13 +148,22 @@ class UniPixelBackend:
                        if o.region_id in region_ids]
             final = prediction(render_updates(ts.shape, spec, updates), version)
         if self.client is not None and final["result"]:
-            self.client.post_prediction(ts.task_id, final)
+            self._post(ts.task_id, final, f"the full track of {', '.join(region_ids)}")
         return final
 
     def _predict_and_post(self, task: dict, spec: LabelSpec, text: str) -> None:
         pred = self._text_prediction(task, spec, text)
         if pred["result"] and self.client is not None:
-            self.client.post_prediction(task_id_of(task), pred)
+            self._post(task_id_of(task), pred, "the text-query prediction")
+
+    def _post(self, task_id: int, pred: dict, what: str) -> None:
+        """Store a background prediction in LS; when LS cannot take it, say what was dropped and why (once, no
+        traceback): the interactive answer the annotator already has stands."""
+        try:
+            self.client.post_prediction(task_id, pred)
+        except LabelStudioError as err:
+            logger.warning("task %s: %s was not stored in Label Studio and is dropped (%s); the annotator's "
+                           "interactive answer stands, and Retrieve Predictions recomputes it", task_id, what, err)
 
     # ---- fit -------------------------------------------------------------------------------
     def fit(self, event: str, data: dict, **kwargs) -> dict:

@@ -144,6 +144,32 @@ def test_long_video_answers_within_budget_and_finishes_in_background(make_client
     assert len(again["result"][0]["value"]["sequence"]) >= len(first["result"][0]["value"]["sequence"]) >= 1
 
 
+def test_label_studio_down_during_the_background_post_drops_it_with_a_clear_log_line(make_client, media_root, caplog):
+    import socket
+
+    from tests.integration.backend_media import write_video
+
+    with socket.socket() as sock:  # a port nothing listens on: Label Studio is down
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    video = write_video(media_root / "long-ls-down.mp4", count=40, fps=10)
+    client = make_client(interactive_budget_s=0.01, describe_objects=False, label_studio_url=down,
+                         label_studio_api_key="token-of-a-test")
+    cfg = config("video_tracking").replace('framerate="25"', 'framerate="10"')
+    box = {"id": "vr8", "from_name": "box", "to_name": "video", "type": "videorectangle",
+           "value": {"framesCount": 40, "duration": 4, "labels": ["Object"], "sequence": [
+               {"frame": 20, "enabled": True, "x": 20, "y": 20, "width": 40, "height": 45, "time": 1.9}]}}
+    body = {"tasks": [{"id": 41, "data": {"video": str(video)}}], "label_config": cfg,
+            "params": {"context": {"result": [box]}}}
+    with caplog.at_level("WARNING"):
+        _only(client.post("/predict", json=body))
+        for future in list(client.engine.background_jobs):
+            assert future.result(timeout=120) is not None  # the track was finished, only the post failed
+    assert "task 41: the full track of vr8 was not stored in Label Studio and is dropped (cannot reach" in caplog.text
+    assert "background job" not in caplog.text and "token-of-a-test" not in caplog.text
+    assert client.get("/health").status_code == 200 and _only(client.post("/predict", json=body))["result"]
+
+
 def test_media_change_reopens_the_session(make_client, media_root):
     client = make_client(describe_objects=False)
     task = {"id": 50, "data": {"image": str(media_root / "square.png")}}
