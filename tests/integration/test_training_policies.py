@@ -184,3 +184,24 @@ def test_run_command_fine_tunes_by_hand(tmp_path, tiny_checkpoint):
     summary = json.loads(out.stdout)
     assert summary["status"] == "published" and summary["source"] == "local record" and summary["steps"] == 2
     assert (tmp_path / "models" / "latest").read_text().strip() == summary["version"]
+
+
+def test_label_studio_down_during_gather_trains_on_the_local_record(tmp_path, tiny_checkpoint, caplog):
+    import socket
+
+    from backend.settings import Settings
+    from finetune.jobs import FinetuneRun
+
+    with socket.socket() as sock:  # a port nothing listens on: Label Studio is down
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    record_square_project(tmp_path, 15, 2, config("referring_expressions"))
+    settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
+                        local_roots=(tmp_path,), media_cache_dir=tmp_path / "media", label_studio_url=down,
+                        label_studio_api_key="token-of-a-test")
+    overrides = {"max_steps": 2, "holdout_fraction": 0.0, "min_improvement": -1.0}
+    with caplog.at_level("WARNING"):
+        summary = FinetuneRun(settings, {"project_id": 15, "recipe": "tiny", "recipe_overrides": overrides}).execute()
+    assert summary["status"] == "published" and summary["source"] == "local record" and summary["train_samples"] > 0
+    assert "Label Studio unavailable" in caplog.text and "training on the local record of project 15" in caplog.text
+    assert "token-of-a-test" not in caplog.text
