@@ -18,6 +18,7 @@ from pathlib import Path
 
 from backend.errors import Busy
 from backend.ls_client import LabelStudioClient
+from backend.pending import PendingTracks
 from backend.sessions import SessionRegistry
 from backend.settings import Settings
 from backend.versions import VersionStore
@@ -51,6 +52,8 @@ class Engine:
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unipixel-propagate")
         self.background_jobs: list[Future] = []
         self._jobs_lock = threading.Lock()
+        self.pending = PendingTracks(Path(settings.data_dir))
+        self.pending.report_dropped()  # what a killed predecessor left half done
         self.ls_client: LabelStudioClient | None = None
         if settings.label_studio_url:  # one client per process: a PAT's access token is refreshed once, not per call
             self.ls_client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)

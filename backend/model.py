@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from backend.annotate import ObjectUpdate, keep_descriptions, run_prompts
 from backend.converters.prompts import ContextPrompts, PromptControls, context_to_prompts, wants_model
@@ -78,7 +79,9 @@ class UniPixelBackend:
         for why in call.skipped:  # Label Studio shows annotators nothing of ours: the log says it
             logger.warning("task %s: skipped: %s", ts.task_id, why)
         if incomplete:
-            self.engine.submit(self._finish, ts, spec, [u.tracked.region_id for u in call.updates], serving.version)
+            region_ids = [u.tracked.region_id for u in call.updates]
+            marker = self.engine.pending.add(ts.task_id, region_ids)
+            self.engine.submit(self._finish, ts, spec, region_ids, serving.version, marker)
         return pred
 
     def _describes(self, spec: LabelSpec) -> bool:
@@ -131,8 +134,17 @@ class UniPixelBackend:
                                                                   serving.tokenizer, task, spec))
 
     # ---- background ------------------------------------------------------------------------
-    def _finish(self, ts: TaskSession, spec: LabelSpec, region_ids: list[str], version: str) -> dict | None:
-        """Propagate what the interactive budget cut short, then post the full tracks to LS."""
+    def _finish(self, ts: TaskSession, spec: LabelSpec, region_ids: list[str], version: str,
+                marker: Path | None = None) -> dict | None:
+        """Propagate what the interactive budget cut short, then post the full tracks to LS (``marker``: this
+        work's entry in :class:`backend.pending.PendingTracks`, removed when it ends)."""
+        try:
+            return self._propagate_and_post(ts, spec, region_ids, version)
+        finally:
+            self.engine.pending.done(marker)
+
+    def _propagate_and_post(self, ts: TaskSession, spec: LabelSpec, region_ids: list[str], version: str
+                            ) -> dict | None:
         while True:
             with self.engine.gpu, ts.lock:
                 if self.engine.serving().version != version:

@@ -205,3 +205,69 @@ def test_oversized_video_is_refused_from_its_header(make_client, media_root):
                                   "value": {"text": ["x"]}}]})
     assert reply.status_code == 422 and "64x48" in reply.json["error"] and "UNIPIXEL_MAX_PIXELS" in reply.json["error"]
     assert client.engine.sessions.opened == 0  # refused before any decoding
+
+
+def test_backend_killed_during_a_background_track_says_at_restart_what_it_dropped(tiny_checkpoint, media_root, tmp_path):
+    """``python -m backend serve`` SIGKILLed while a long track propagates in the background: the next process logs
+    which task's track was dropped and how to get it back, and serves the task again."""
+    import json as _json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from tests.integration.backend_media import write_video
+    from tests.services import free_port
+
+    repo = Path(__file__).parents[2]
+    video = write_video(media_root / "long-killed.mp4", count=300, fps=10)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO", "UNIPIXEL_"))},
+           "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "UNIPIXEL_MODEL": str(tiny_checkpoint),
+           "UNIPIXEL_LOCAL_ROOTS": str(media_root), "UNIPIXEL_DATA_DIR": str(tmp_path / "data"),
+           "UNIPIXEL_MEDIA_CACHE_DIR": str(tmp_path / "media"), "MODEL_DIR": str(tmp_path / "models"),
+           "UNIPIXEL_INTERACTIVE_BUDGET_S": "0.01", "UNIPIXEL_DESCRIBE": "false", "OMP_NUM_THREADS": "2"}
+    port = free_port()
+    cfg = config("video_tracking").replace('framerate="25"', 'framerate="10"')
+    box = {"id": "vr7", "from_name": "box", "to_name": "video", "type": "videorectangle",
+           "value": {"framesCount": 300, "duration": 30, "labels": ["Object"], "sequence": [
+               {"frame": 150, "enabled": True, "x": 20, "y": 20, "width": 40, "height": 45, "time": 14.9}]}}
+    body = _json.dumps({"tasks": [{"id": 42, "data": {"video": str(video)}}], "label_config": cfg,
+                        "params": {"context": {"result": [box]}}}).encode()
+
+    def serve(log: Path) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port",
+                                    str(port), "--preload"], cwd=repo, env=env, stdout=open(log, "w"),
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                return process
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(log.read_text()[-3000:])
+
+    def predict() -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            return _json.loads(reply.read())
+
+    first = serve(tmp_path / "first.log")
+    try:
+        assert predict()["results"][0]["result"]  # the interactive part; the rest goes on in the background
+        assert list((tmp_path / "data" / "pending").glob("42-*.json")), "no background track in flight"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    second = serve(tmp_path / "second.log")
+    try:
+        text = (tmp_path / "second.log").read_text()
+        assert "task 42: the full track of vr7 was still being propagated when the backend stopped" in text, text
+        assert not list((tmp_path / "data" / "pending").glob("*.json"))
+        assert predict()["results"][0]["result"]  # the task is served again
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)

@@ -73,8 +73,7 @@ def test_refused_background_prediction_post_is_logged_without_the_token(make_cli
         reply = client.post("/predict", json=body)
         assert reply.status_code == 200
         for future in list(client.engine.background_jobs):
-            with pytest.raises(Exception):
-                future.result(timeout=120)
+            future.result(timeout=120)  # the refusal is logged (one warning line), not raised
         deadline = time.monotonic() + 10
         while not any(path == "/api/predictions/" for _, path, _ in ls.requests) and time.monotonic() < deadline:
             time.sleep(0.05)
