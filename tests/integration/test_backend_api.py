@@ -228,7 +228,6 @@ def test_backend_killed_during_a_background_track_says_at_restart_what_it_droppe
            "UNIPIXEL_LOCAL_ROOTS": str(media_root), "UNIPIXEL_DATA_DIR": str(tmp_path / "data"),
            "UNIPIXEL_MEDIA_CACHE_DIR": str(tmp_path / "media"), "MODEL_DIR": str(tmp_path / "models"),
            "UNIPIXEL_INTERACTIVE_BUDGET_S": "0.01", "UNIPIXEL_DESCRIBE": "false", "OMP_NUM_THREADS": "2"}
-    port = free_port()
     cfg = config("video_tracking").replace('framerate="25"', 'framerate="10"')
     box = {"id": "vr7", "from_name": "box", "to_name": "video", "type": "videorectangle",
            "value": {"framesCount": 300, "duration": 30, "labels": ["Object"], "sequence": [
@@ -236,7 +235,11 @@ def test_backend_killed_during_a_background_track_says_at_restart_what_it_droppe
     body = _json.dumps({"tasks": [{"id": 42, "data": {"video": str(video)}}], "label_config": cfg,
                         "params": {"context": {"result": [box]}}}).encode()
 
+    port = 0
+
     def serve(log: Path) -> subprocess.Popen:
+        nonlocal port
+        port = free_port()  # a fresh port each start: the killed process's socket may linger
         process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1", "--port",
                                     str(port), "--preload"], cwd=repo, env=env, stdout=open(log, "w"),
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -246,8 +249,10 @@ def test_backend_killed_during_a_background_track_says_at_restart_what_it_droppe
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
                 return process
             except OSError:
+                if process.poll() is not None:
+                    break
                 time.sleep(0.3)
-        raise AssertionError(log.read_text()[-3000:])
+        raise AssertionError(f"backend did not start: {log.read_text()[-3000:]}")
 
     def predict() -> dict:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
@@ -257,8 +262,9 @@ def test_backend_killed_during_a_background_track_says_at_restart_what_it_droppe
 
     first = serve(tmp_path / "first.log")
     try:
-        assert predict()["results"][0]["result"]  # the interactive part; the rest goes on in the background
-        assert list((tmp_path / "data" / "pending").glob("42-*.json")), "no background track in flight"
+        assert predict()["results"][0]["result"], (tmp_path / "first.log").read_text()[-3000:]
+        # the interactive part came back; the rest goes on in the background
+        assert list((tmp_path / "data" / "pending").glob("42-*.json")), (tmp_path / "first.log").read_text()[-3000:]
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(timeout=30)
@@ -267,7 +273,7 @@ def test_backend_killed_during_a_background_track_says_at_restart_what_it_droppe
         text = (tmp_path / "second.log").read_text()
         assert "task 42: the full track of vr7 was still being propagated when the backend stopped" in text, text
         assert not list((tmp_path / "data" / "pending").glob("*.json"))
-        assert predict()["results"][0]["result"]  # the task is served again
+        assert predict()["results"][0]["result"], (tmp_path / "second.log").read_text()[-3000:]  # served again
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         second.wait(timeout=30)
