@@ -246,8 +246,16 @@ def click_prior(coords: torch.Tensor, labels: torch.Tensor, size_hw: tuple[int, 
 
 def track_prior(output_dict: dict, frame_idx: int, reverse: bool, image_size: int, margin: float) -> dict | None:
     """Box prompts for a tracked frame: per object, the box of the mask on the frame it is tracked from (the one
-    before, or after when tracking in reverse), grown by ``margin`` of its side plus 2 px; padding (-1) for an object
-    whose mask there is empty. None when that frame was not tracked.
+    before, or after when tracking in reverse), grown by ``margin`` (a share of the box side) plus 2 px; padding (-1)
+    for an object whose mask there is empty. None when that frame was not tracked.
+
+    Args:
+        output_dict: SAM 2's per-frame outputs (``cond_frame_outputs`` / ``non_cond_frame_outputs``, keyed by 0-based
+            frame_idx); ``pred_masks`` are low-res logits [B, 1, h, w].
+        frame_idx: the 0-based frame about to be tracked.
+    Returns:
+        ``{"point_coords": float [B, 2, 2] (x, y in SAM 2 input pixels, 0..image_size), "point_labels": int32 [B, 2]
+        (2, 3 box corners or -1 padding)}``, or None.
 
     A toy model trained on a CPU learns to follow an object from its box far sooner than through memory attention
     alone (see the README's toy-model section); released models never use this.

@@ -121,17 +121,25 @@ def test_full_request_queue_answers_503_with_retry_after(make_client, media_root
         thread.join(timeout=60)
 
 
+def _video_box_body(video, task_id: int, region_id: str, frames: int) -> dict:
+    """A /predict body: a ``video_tracking.xml`` task (framerate 10) of ``frames`` frames with one box drawn on its
+    middle LS frame (1-based), as the editor sends it."""
+    middle = frames // 2
+    box = {"id": region_id, "from_name": "box", "to_name": "video", "type": "videorectangle",
+           "value": {"framesCount": frames, "duration": frames / 10, "labels": ["Object"], "sequence": [
+               {"frame": middle, "enabled": True, "x": 20, "y": 20, "width": 40, "height": 45,
+                "time": (middle - 1) / 10}]}}
+    return {"tasks": [{"id": task_id, "data": {"video": str(video)}}],
+            "label_config": config("video_tracking").replace('framerate="25"', 'framerate="10"'),
+            "params": {"context": {"result": [box]}}}
+
+
 def test_long_video_answers_within_budget_and_finishes_in_background(make_client, media_root):
     from tests.integration.backend_media import write_video
 
     video = write_video(media_root / "long.mp4", count=60, fps=10)
     client = make_client(interactive_budget_s=0.01, describe_objects=False)
-    cfg = config("video_tracking").replace('framerate="25"', 'framerate="10"')
-    box = {"id": "vr9", "from_name": "box", "to_name": "video", "type": "videorectangle",
-           "value": {"framesCount": 60, "duration": 6, "labels": ["Object"], "sequence": [
-               {"frame": 30, "enabled": True, "x": 20, "y": 20, "width": 40, "height": 45, "time": 2.9}]}}
-    body = {"tasks": [{"id": 40, "data": {"video": str(video)}}], "label_config": cfg,
-            "params": {"context": {"result": [box]}}}
+    body = _video_box_body(video, task_id=40, region_id="vr9", frames=60)
     first = _only(client.post("/predict", json=body))
     ts = client.engine.sessions.peek(40)
     tracked_now = len(ts.session.objects[1].track.frame_idx)
@@ -155,12 +163,7 @@ def test_label_studio_down_during_the_background_post_drops_it_with_a_clear_log_
     video = write_video(media_root / "long-ls-down.mp4", count=40, fps=10)
     client = make_client(interactive_budget_s=0.01, describe_objects=False, label_studio_url=down,
                          label_studio_api_key="token-of-a-test")
-    cfg = config("video_tracking").replace('framerate="25"', 'framerate="10"')
-    box = {"id": "vr8", "from_name": "box", "to_name": "video", "type": "videorectangle",
-           "value": {"framesCount": 40, "duration": 4, "labels": ["Object"], "sequence": [
-               {"frame": 20, "enabled": True, "x": 20, "y": 20, "width": 40, "height": 45, "time": 1.9}]}}
-    body = {"tasks": [{"id": 41, "data": {"video": str(video)}}], "label_config": cfg,
-            "params": {"context": {"result": [box]}}}
+    body = _video_box_body(video, task_id=41, region_id="vr8", frames=40)
     with caplog.at_level("WARNING"):
         _only(client.post("/predict", json=body))
         for future in list(client.engine.background_jobs):
@@ -228,13 +231,7 @@ def test_backend_killed_during_a_background_track_says_at_restart_what_it_droppe
            "UNIPIXEL_LOCAL_ROOTS": str(media_root), "UNIPIXEL_DATA_DIR": str(tmp_path / "data"),
            "UNIPIXEL_MEDIA_CACHE_DIR": str(tmp_path / "media"), "MODEL_DIR": str(tmp_path / "models"),
            "UNIPIXEL_INTERACTIVE_BUDGET_S": "0.01", "UNIPIXEL_DESCRIBE": "false", "OMP_NUM_THREADS": "2"}
-    cfg = config("video_tracking").replace('framerate="25"', 'framerate="10"')
-    box = {"id": "vr7", "from_name": "box", "to_name": "video", "type": "videorectangle",
-           "value": {"framesCount": 300, "duration": 30, "labels": ["Object"], "sequence": [
-               {"frame": 150, "enabled": True, "x": 20, "y": 20, "width": 40, "height": 45, "time": 14.9}]}}
-    body = _json.dumps({"tasks": [{"id": 42, "data": {"video": str(video)}}], "label_config": cfg,
-                        "params": {"context": {"result": [box]}}}).encode()
-
+    body = _json.dumps(_video_box_body(video, task_id=42, region_id="vr7", frames=300)).encode()
     port = 0
 
     def serve(log: Path) -> subprocess.Popen:
