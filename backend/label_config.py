@@ -92,11 +92,12 @@ def parse_label_config(xml: str) -> LabelSpec:
             names the supported tags.
     """
     if not isinstance(xml, str) or not xml.strip():
-        raise UnsupportedLabelConfig("the request has no label_config; connect the backend to a project first")
+        raise UnsupportedLabelConfig("the request has no label_config; connect the backend to a project first",
+                                     field="label_config")
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as err:
-        raise UnsupportedLabelConfig(f"label_config is not valid XML: {err}") from None
+        raise UnsupportedLabelConfig(f"label_config is not valid XML: {err}", field="label_config") from None
     objects = {el.get("name"): el for el in root.iter() if el.tag in ("Video", "Image") and el.get("name")}
     controls = [_control(el) for el in root.iter() if el.get("toName") and el.get("name")]
     for output_tag, mode_of in (("VideoRectangle", _video_mode), ("BrushLabels", _image_mode)):
@@ -106,7 +107,7 @@ def parse_label_config(xml: str) -> LabelSpec:
                 return _spec(mode_of(target), _object(target), control, controls)
     found = sorted({el.tag for el in root.iter()} - {"View"})
     raise UnsupportedLabelConfig(f"unsupported labeling config: found tags {found}; this backend needs one of "
-                                 f"{', '.join(SUPPORTED)} (examples in label_config/)")
+                                 f"{', '.join(SUPPORTED)} (examples in label_config/)", field="label_config")
 
 
 def _video_mode(el: ET.Element) -> str | None:

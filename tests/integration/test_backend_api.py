@@ -46,6 +46,16 @@ def test_predict_malformed_bodies_get_clear_4xx(make_client, body, status, words
     assert words in reply.json["error"] and "Traceback" not in reply.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("label_config", [None, "", "<View", "<View/>"])
+def test_label_config_errors_name_the_field(make_client, label_config):
+    """Found by the long fuzz run: a body without ``label_config`` got a 422 that named no field."""
+    body = {"tasks": [{"id": 1, "data": {"image": "x.png"}}]}
+    if label_config is not None:
+        body["label_config"] = label_config
+    reply = make_client().post("/predict", json=body)
+    assert reply.status_code == 422 and reply.json["field"] == "label_config", reply.json
+
+
 def test_predict_task_without_media_key_names_it(make_client):
     reply = _predict(make_client(), "image_segmentation", {"id": 1, "data": {"img": "x.png"}},
                      {"result": [_click(10, 10)]})
