@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from backend.annotate import ObjectUpdate
 from backend.converters.geometry import mask_to_box_px
-from backend.converters.prompts import MediaShape
+from backend.converters.annotation import MediaShape
 from backend.converters.region_ids import frame_region_id
 from backend.converters.results import brush_result, description_result, video_rectangle_result, with_keyframe
 from backend.label_config import LabelSpec

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from backend.converters.prompts import MediaShape
+from backend.converters.annotation import MediaShape
 from unipixel_model.session import InferenceSession
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from backend.converters.prompts import MediaShape
+from backend.converters.annotation import MediaShape
 from backend.errors import MediaError
 from backend.label_config import LabelSpec
 from backend.media import MediaFetcher
@@ -20,7 +20,19 @@ from unipixel_model.session import InferenceSession
 
 def open_task_session(settings: Settings, fetcher: MediaFetcher, model, tokenizer, task: dict,
                       spec: LabelSpec) -> TaskSession:
-    """Fetch and decode the task's media once, check the limits, start a session."""
+    """Fetch and decode the task's media once, check the limits, start a session.
+
+    Raises:
+        MediaError: the media cannot be fetched, decoded or served; its ``field`` names the task data key.
+    """
+    try:
+        return _open(settings, fetcher, model, tokenizer, task, spec)
+    except MediaError as err:
+        err.field = err.field or f"data.{spec.obj.value_key}"
+        raise
+
+
+def _open(settings: Settings, fetcher: MediaFetcher, model, tokenizer, task: dict, spec: LabelSpec) -> TaskSession:
     task_id, value, mode = task_id_of(task), media_value(task, spec), spec.strategy
     source = mode.fetch(fetcher, value, task_id)
     first = min(source.iterdir()) if source.is_dir() else source

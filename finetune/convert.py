@@ -13,23 +13,21 @@ Box tracks are not masks: training SAM 2 on filled boxes would teach it boxes, s
 ``box_supervised``: the predicted mask's projections on the two axes are compared with the box's. Boxes are read on
 every frame Label Studio shows them: the keyframes and the frames it interpolates between them.
 
-Pixels and 0-based frames only after this module; LS units are read through ``backend.converters``.
+Regions are read by :func:`backend.converters.annotation.parse_result`, the parser the interactive path uses
+too: a malformed annotation raises :class:`~backend.errors.PromptError` (the run skips that task and says
+why), items with nothing in them are skipped. Pixels and 0-based frames only after this module.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.converters.geometry import mask_to_box_px, rect_pct_to_box_px
-from backend.converters.prompts import MediaShape
-from backend.converters.region_ids import base_region_id
-from backend.converters.rle import ls_rle_to_mask
-from backend.converters.timeline import Timeline
+from backend.converters.annotation import (BoxRegion, MaskRegion, MediaShape, TextRegion, VideoBoxRegion,
+                                           parse_result)
+from backend.converters.geometry import mask_to_box_px
 from backend.label_config import LabelSpec
 from finetune.sample import MAX_FRAMES, TrainSample
 from unipixel_model import templates
@@ -63,7 +61,7 @@ class _Object:
 
 def task_to_samples(task: LabeledTask, spec: LabelSpec) -> list[TrainSample]:
     """Every sample one annotated task yields (see the module table)."""
-    objects, text = _objects(task, spec)
+    objects, text = task_objects(task, spec)
     samples: list[TrainSample] = []
     with_masks = [o for o in objects.values() if o.masks]
     if text and with_masks:
@@ -130,70 +128,40 @@ def _mask_box(mask: np.ndarray, frame_idx: int) -> BoxPrompt | None:
     return None if box is None else BoxPrompt(*map(float, box), frame_idx)
 
 
-def _objects(task: LabeledTask, spec: LabelSpec) -> tuple[dict[str, _Object], str | None]:
-    """Group the annotation's regions into objects (per-frame brush regions by id stem)."""
+def task_objects(task: LabeledTask, spec: LabelSpec) -> tuple[dict[str, _Object], str | None]:
+    """Group the annotation's regions into objects (per-frame brush regions by id stem).
+
+    Raises:
+        PromptError: the annotation is malformed (see :mod:`backend.converters.annotation`).
+    """
     objects: dict[str, _Object] = defaultdict(lambda: _Object(None, {}))
     texts: dict[str, str] = {}
     prompt_text = None
-    readers: dict[str, Callable] = {"brushlabels": _brush, "rectanglelabels": _rect, "videorectangle": _video_rect}
     regions = {c.name for c in (spec.output, spec.boxes) if c is not None}  # tags of this config only
-    for item in task.result:
-        kind, value = item.get("type"), item.get("value") or {}
-        if kind == "textarea":
-            text = " ".join(t for t in value.get("text", []) if isinstance(t, str)).strip()
-            if spec.description and item.get("from_name") == spec.description.name and item.get("id"):
-                texts[base_region_id(str(item["id"]))] = text
-            elif spec.prompt and item.get("from_name") == spec.prompt.name and text:
-                prompt_text = text
-        elif kind in readers and item.get("from_name") in regions:
-            key = base_region_id(str(item.get("id") or len(objects)))
-            readers[kind](objects[key], item, value, task.shape)
+    for region in parse_result(task.result, task.shape, where=f"task {task.task_id} result").regions:
+        if isinstance(region, TextRegion):
+            if spec.description and region.from_name == spec.description.name:
+                texts[region.base_id] = region.text
+            elif spec.prompt and region.from_name == spec.prompt.name and region.text:
+                prompt_text = region.text
+        elif region.from_name in regions:
+            _add(objects[region.base_id], region)
     for key, text in texts.items():
         if key in objects and text:
             objects[key].description = text
     return dict(objects), prompt_text
 
 
-def _label(value: dict) -> str | None:
-    for name in ("brushlabels", "rectanglelabels", "labels"):
-        if value.get(name):
-            return str(value[name][0])
-    return None
-
-
-def _brush(obj: _Object, item: dict, value: dict, shape: MediaShape) -> None:
-    if value.get("format", "rle") != "rle" or "rle" not in value:
-        return
-    mask = ls_rle_to_mask(value["rle"], int(item.get("original_height") or shape.height_px),
-                          int(item.get("original_width") or shape.width_px))
-    frame_idx = int(item.get("item_index") or 0)
-    if mask.shape == (shape.height_px, shape.width_px) and 0 <= frame_idx < shape.num_frames:
-        obj.masks[frame_idx] = obj.masks.get(frame_idx, np.zeros_like(mask)) | mask
-        obj.label = obj.label or _label(value)
-
-
-def _rect(obj: _Object, item: dict, value: dict, shape: MediaShape) -> None:
-    box = rect_pct_to_box_px(value["x"], value["y"], value["width"], value["height"], shape.width_px, shape.height_px)
-    obj.box, obj.label = BoxPrompt(*box, int(item.get("item_index") or 0)), obj.label or _label(value)
-
-
-def _video_rect(obj: _Object, item: dict, value: dict, shape: MediaShape) -> None:
-    """Boxes on every frame LS shows: each enabled keyframe holds until the next keyframe, interpolated linearly
-    (an ``enabled: false`` keyframe ends the span after its own frame)."""
-    keys = sorted((k for k in value.get("sequence") or [] if isinstance(k, dict)), key=lambda k: int(k["frame"]))
-    timeline = Timeline(shape.num_frames, shape.fps, shape.ls_fps or shape.fps)
-    for n, key in enumerate(keys):
-        box = rect_pct_to_box_px(key["x"], key["y"], key["width"], key["height"], shape.width_px, shape.height_px)
-        following = keys[n + 1] if n + 1 < len(keys) and key.get("enabled", True) is not False else None
-        last = int(following["frame"]) - 1 if following else int(key["frame"])
-        end = rect_pct_to_box_px(following["x"], following["y"], following["width"], following["height"],
-                                 shape.width_px, shape.height_px) if following else box
-        for ls_frame in range(int(key["frame"]), last + 1):
-            frame_idx = timeline.to_frame_idx(ls_frame)
-            if frame_idx < shape.num_frames:
-                share = (ls_frame - int(key["frame"])) / (int(following["frame"]) - int(key["frame"])) \
-                    if following else 0.0
-                obj.track_boxes.setdefault(frame_idx, tuple(a + share * (b - a) for a, b in zip(box, end)))
-    if obj.track_boxes:
+def _add(obj: _Object, region) -> None:
+    """Fold one region into its object: brush masks per frame, the box prompt, or a box track."""
+    if isinstance(region, MaskRegion):
+        mask = region.mask_prompt()
+        if mask is not None:
+            obj.masks[mask.frame_idx] = obj.masks.get(mask.frame_idx, np.zeros_like(mask.mask)) | mask.mask
+    elif isinstance(region, BoxRegion):
+        obj.box = region.box
+    elif isinstance(region, VideoBoxRegion):
+        obj.track_boxes.update((k, v) for k, v in region.boxes_by_frame().items() if k not in obj.track_boxes)
         first = min(obj.track_boxes)
-        obj.box, obj.label = BoxPrompt(*obj.track_boxes[first], first), _label(value)
+        obj.box = BoxPrompt(*obj.track_boxes[first], first)
+    obj.label = obj.label or region.label

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
+from backend.errors import PromptError
 from backend.label_config import parse_label_config
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
 from backend.settings import Settings
-from finetune.convert import _objects
+from finetune.convert import task_objects
 from finetune.export import ExportItem, ObjectMasks, write_coco_rle, write_davis_pngs
 from finetune.gather import gather
+
+logger = logging.getLogger(__name__)
 
 
 def export_project(settings: Settings, project_id: int, out_dir: str | Path, fmt: str = "both") -> list[Path]:
@@ -26,7 +30,11 @@ def export_project(settings: Settings, project_id: int, out_dir: str | Path, fmt
     items = []
     for annotation in gathered.annotations:
         task = _labeled_task(annotation, spec, fetcher)
-        objects, _ = _objects(task, spec)
+        try:
+            objects, _ = task_objects(task, spec)
+        except PromptError as err:  # the other tasks are still exported
+            logger.warning("export of project %d: task %d is left out: %s", project_id, task.task_id, err)
+            continue
         masks = {n: ObjectMasks(obj.label or "object", obj.masks)
                  for n, obj in enumerate((o for o in objects.values() if o.masks), start=1)}
         names = [f"{i + 1:05d}" for i in range(task.shape.num_frames)]

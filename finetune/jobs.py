@@ -14,7 +14,8 @@ import os
 import time
 from pathlib import Path
 
-from backend.converters.prompts import MediaShape
+from backend.converters.annotation import MediaShape
+from backend.errors import PromptError
 from backend.label_config import parse_label_config
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
@@ -90,6 +91,7 @@ class FinetuneRun:
         recipe = load_recipe(spec.get("recipe") or settings.train_recipe)
         self.recipe = dataclasses.replace(recipe, **(spec.get("recipe_overrides") or {}))
         self.report = report or (lambda **meta: logger.info("fine-tune progress: %s", meta))
+        self.skipped_tasks: list[str] = []  # tasks whose annotation could not be read, and why
 
     def execute(self) -> dict:
         """Gather, convert, train, evaluate, publish; returns the run summary (also the RQ job result)."""
@@ -101,6 +103,7 @@ class FinetuneRun:
         if not train:
             return self._record({"status": "nothing to train", "tasks": len(gathered.annotations),
                                  "holdout_samples": len(holdout), "source": gathered.source,
+                                 "skipped_tasks": self.skipped_tasks,
                                  "reason": nothing_to_train(self.project_id, gathered.annotations, len(holdout))})
         from finetune.trainer import Trainer
 
@@ -111,7 +114,8 @@ class FinetuneRun:
         summary = {"project": self.project_id, "reason": self.spec.get("reason"), "source": gathered.source,
                    "train_samples": len(train), "holdout_samples": len(holdout), "steps": result.steps,
                    "final_loss": result.losses[-1] if result.losses else None, "before": before, "after": after,
-                   "seconds": round(time.time() - started, 1), "skipped": result.skipped}
+                   "seconds": round(time.time() - started, 1), "skipped": result.skipped,
+                   "skipped_tasks": self.skipped_tasks}
         if after["score"] < before["score"] + self.recipe.min_improvement:
             self.report(stage="not published")
             return self._record({**summary, "status": "not published", "reason": (
@@ -152,7 +156,12 @@ class FinetuneRun:
                                client)
         samples: list[TrainSample] = []
         for item in annotations:
-            samples.extend(task_to_samples(_labeled_task(item, spec, fetcher), spec))
+            task = _labeled_task(item, spec, fetcher)
+            try:
+                samples.extend(task_to_samples(task, spec))
+            except PromptError as err:  # one malformed annotation costs its task, not the run
+                self.skipped_tasks.append(f"task {item.task_id}: {err}")
+                logger.warning("fine-tune project %d: task %d is left out: %s", self.project_id, item.task_id, err)
         return split_by_task(samples, self.recipe.holdout_fraction)
 
     def _evaluate(self, trainer, holdout: list[TrainSample], when: str) -> dict:

@@ -56,6 +56,12 @@ def test_label_config_errors_name_the_field(make_client, label_config):
     assert reply.status_code == 422 and reply.json["field"] == "label_config", reply.json
 
 
+def test_media_errors_name_the_task_data_key(make_client):
+    """Found by the long fuzz run: an empty frame list got a 422 that named no field."""
+    reply = _predict(make_client(), "video_masks", {"id": 902, "data": {"frames": []}}, {"result": [_click(10, 10)]})
+    assert reply.status_code == 422 and reply.json["field"] == "data.frames", reply.json
+
+
 def test_predict_task_without_media_key_names_it(make_client):
     reply = _predict(make_client(), "image_segmentation", {"id": 1, "data": {"img": "x.png"}},
                      {"result": [_click(10, 10)]})

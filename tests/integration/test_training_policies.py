@@ -116,6 +116,31 @@ def test_samples_and_publish_commands_for_hand_runs(tmp_path):
     assert bad.returncode == 2 and "adapter_config.json" in bad.stderr
 
 
+def test_a_malformed_annotation_leaves_out_its_task_not_the_run(tmp_path, caplog):
+    """The fine-tune reads annotations with the interactive path's parser: a region it refuses costs its task
+    (logged, listed in ``skipped_tasks``), the other tasks still give samples."""
+    from backend.settings import Settings
+    from finetune.jobs import FinetuneRun
+
+    frames = [str(p) for p in write_frames(tmp_path / "clip", count=3)]
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[10:30, 5:25] = True
+
+    def brush(item_index: int) -> dict:
+        return {"id": "o-f1", "from_name": "mask", "to_name": "frames", "type": "brushlabels", "item_index": item_index,
+                "original_width": WIDTH, "original_height": HEIGHT,
+                "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Person"]}}
+
+    settings = Settings(data_dir=tmp_path / "data", local_roots=(tmp_path,), media_cache_dir=tmp_path / "media")
+    run = FinetuneRun(settings, {"project_id": 16, "recipe": "tiny", "recipe_overrides": {"holdout_fraction": 0.0}})
+    with caplog.at_level("WARNING"):
+        train, _ = run.samples(config("video_masks"), [GatheredAnnotation(60, {"frames": frames}, 1, [brush(7)], "t"),
+                                                       GatheredAnnotation(61, {"frames": frames}, 2, [brush(1)], "t")])
+    assert {s.task_id for s in train} == {61} and train
+    assert run.skipped_tasks == ["task 60: item_index 7 is out of range: the task has 3 images (0-based)"]
+    assert "fine-tune project 16: task 60 is left out: item_index 7 is out of range" in caplog.text
+
+
 def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_path, tiny_checkpoint):
     """Held-out J&F and text F1 are computed before and after; an impossible bar publishes nothing."""
     import dataclasses

@@ -86,3 +86,20 @@ def test_converters_load_no_torch_in_a_fresh_interpreter():
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     # the one model module converters may import: the torch-free typed prompts (and the package's empty __init__)
     assert set(loaded) <= {"unipixel_model", "unipixel_model.prompts"}, loaded
+
+
+# Reading Label Studio regions (percent boxes, brush RLE, keyframes) is the job of one module; anything else that
+# decodes them is a second parser whose rules will drift (issue 11: prompts.py and finetune/convert.py did).
+REGION_DECODERS = ("ls_rle_to_mask", "decode_ls_rle", "rect_pct_to_box_px", "rotated_rect_pct_to_box_px")
+PARSER = "backend/converters/annotation.py"
+DECODER_HOMES = {"backend/converters/rle.py", "backend/converters/geometry.py"}  # where they are defined
+
+
+def test_one_label_studio_region_parser():
+    users = sorted(f"{path.relative_to(REPO)} calls {node.id if isinstance(node, ast.Name) else node.attr}"
+                   for package in ("backend", "finetune", "unipixel_model") for path in _files(package)
+                   if str(path.relative_to(REPO)) not in DECODER_HOMES | {PARSER}
+                   for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, (ast.Name, ast.Attribute))
+                   and (node.id if isinstance(node, ast.Name) else node.attr) in REGION_DECODERS)
+    assert users == [], f"only {PARSER} reads Label Studio regions; use parse_result there: {users}"

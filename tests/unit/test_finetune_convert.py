@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.converters.prompts import MediaShape
+from backend.converters.annotation import MediaShape
 from backend.converters.rle import mask_to_ls_rle
 from backend.label_config import parse_label_config
 from finetune.convert import LabeledTask, task_to_samples

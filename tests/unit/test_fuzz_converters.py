@@ -20,7 +20,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.converters.prompts import MediaShape, context_to_prompts
+from backend.converters.annotation import MediaShape
+from backend.converters.prompts import context_to_prompts
 from backend.converters.rle import RLEError, ls_rle_to_mask, mask_to_ls_rle
 from backend.errors import BadRequest, MediaError, PromptError, UnsupportedLabelConfig
 from backend.label_config import parse_label_config

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backend.converters.prompts import MediaShape, PromptControls, context_to_prompts, wants_model
+from backend.converters.annotation import MediaShape
+from backend.converters.prompts import PromptControls, context_to_prompts, wants_model
 from backend.converters.results import brush_result, description_result, prediction, video_rectangle_result
 from backend.converters.rle import mask_to_ls_rle
 from backend.converters.timeline import Timeline

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from backend.converters.prompts import MediaShape
+from backend.converters.annotation import MediaShape
 from backend.sessions import TaskSession, TrackedObject
 from backend.targeting import target_object
 from unipixel_model.types import MaskTrack, PointPrompt

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from backend.converters.geometry import mask_to_box_px, rect_pct_to_box_px
-from backend.converters.prompts import MediaShape
+from backend.converters.annotation import MediaShape
 from backend.converters.timeline import Timeline
 from backend.label_config import parse_label_config
 from finetune.export import davis_palette, read_davis_png
@@ -537,9 +537,9 @@ def _labeled(clip: Clip, spec, result: list[dict], media: str):
     return LabeledTask(clip.seed, {}, result, media, shape)
 
 
-def _objects(task, spec):
+def task_objects(task, spec):
     """The fine-tune job's own grouping of an annotation's regions into objects (also used by the project export)."""
-    from finetune.convert import _objects as objects
+    from finetune.convert import task_objects as objects
 
     return objects(task, spec)
 
@@ -602,7 +602,7 @@ def test_video_masks_read_back_to_the_exact_masks_on_every_frame():
     brushes = [r for r in result if r["type"] == "brushlabels"]
     assert all(r["id"].endswith(f"-f{r['item_index'] + 1}") for r in brushes)  # LS frame = item_index + 1
     task = _labeled(clip, spec, result, "frames/")
-    objects, _ = _objects(task, spec)  # the parser the fine-tune job and the project export use
+    objects, _ = task_objects(task, spec)  # the parser the fine-tune job and the project export use
     present = _present(clip)
     assert sorted(_obj_of(key, clip) for key in objects) == present
     for key, parsed in objects.items():
@@ -628,7 +628,7 @@ def test_image_annotations_name_their_object_on_the_still(config_name, seed):
     still = _first_frame(clip)
     result = annotation_result(clip, spec, np.random.default_rng(seed))
     task = _labeled(clip, spec, result, "still.png")
-    objects, query = _objects(task, spec)
+    objects, query = task_objects(task, spec)
     on_still = {(e.obj, e.text) for e in expressions(still)}
     for key, parsed in objects.items():
         obj = _obj_of(key, clip)
