@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urljoin, urlparse, urlsplit
 
@@ -28,7 +29,6 @@ import requests
 
 from backend.errors import MediaError, MediaUnavailable
 from backend.ls_client import LabelStudioClient, describe_request_error
-from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 LS_PREFIXES = ("/data/upload/", "/data/local-files", "/storage-data/", "/tasks/")  # task paths sent to LS
@@ -84,13 +84,26 @@ def _shown(url: str) -> str:
     return repr(text if len(text) <= 200 else text[:197] + "...")
 
 
+@dataclass(frozen=True)
+class MediaPolicy:
+    """What may be fetched and where it is cached; built by the settings of the process
+    (``Settings.media_policy()``), which name the variables behind each field."""
+
+    cache_dir: Path
+    label_studio_url: str           # LABEL_STUDIO_URL: its media paths are fetched with the token
+    allowed_hosts: tuple[str, ...]  # UNIPIXEL_ALLOWED_HOSTS
+    local_roots: tuple[Path, ...]   # UNIPIXEL_LOCAL_ROOTS
+    max_media_bytes: int            # UNIPIXEL_MAX_MEDIA_MB
+    max_frames: int                 # UNIPIXEL_MAX_FRAMES (frame lists)
+
+
 class MediaFetcher:
     """Resolve task URLs to readable local files (cached by URL)."""
 
-    def __init__(self, settings: Settings, client: LabelStudioClient | None = None) -> None:
-        self.settings = settings
+    def __init__(self, policy: MediaPolicy, client: LabelStudioClient | None = None) -> None:
+        self.policy = policy
         self.client = client
-        self.cache_dir = Path(settings.media_cache_dir)
+        self.cache_dir = Path(policy.cache_dir)
 
     def fetch(self, url: str, task_id: int | None = None) -> Path:
         """A local path for ``url``.
@@ -123,7 +136,7 @@ class MediaFetcher:
             ls_path = self._ls_path(url)
             if ls_path is not None:
                 return self._download(self._ls().url + normalise_ls_media_path(ls_path), url, auth=True)
-            if parsed.hostname in self.settings.allowed_hosts:
+            if parsed.hostname in self.policy.allowed_hosts:
                 return self._download(url, url, auth=False)
             raise MediaError(f"{_shown(url)}: host {parsed.hostname!r} is not allowed; add it to "
                              "UNIPIXEL_ALLOWED_HOSTS (comma list) or serve the media through Label Studio")
@@ -133,8 +146,8 @@ class MediaFetcher:
         """Local paths for a frame list (``<Image valueList>``), in order."""
         if not isinstance(urls, list) or not urls:
             raise MediaError(f"task {task_id}: the frame list is empty or not a list")
-        if len(urls) > self.settings.max_frames:
-            raise MediaError(f"task {task_id} has {len(urls)} frames; the limit is {self.settings.max_frames} "
+        if len(urls) > self.policy.max_frames:
+            raise MediaError(f"task {task_id} has {len(urls)} frames; the limit is {self.policy.max_frames} "
                              "(UNIPIXEL_MAX_FRAMES)")
         return [self.fetch(u, task_id) for u in urls]
 
@@ -147,7 +160,7 @@ class MediaFetcher:
 
     def _ls_path(self, url: str) -> str | None:
         """The path (+ query) of an absolute URL on ``LABEL_STUDIO_URL`` below its base path, else None."""
-        ls_url = self.settings.label_studio_url
+        ls_url = self.policy.label_studio_url
         if not ls_url:
             return None
         ls, target = urlsplit(ls_url), urlsplit(url)
@@ -161,7 +174,7 @@ class MediaFetcher:
         """A file under ``UNIPIXEL_LOCAL_ROOTS`` (task paths get no ``~`` expansion: that reads the environment)."""
         try:
             resolved = path.resolve()
-            roots = [Path(r).expanduser().resolve() for r in self.settings.local_roots]
+            roots = [Path(r).expanduser().resolve() for r in self.policy.local_roots]
             if not any(resolved.is_relative_to(root) for root in roots):
                 raise MediaError(f"{_shown(str(path))}: local files are only read under UNIPIXEL_LOCAL_ROOTS "
                                  f"({', '.join(map(str, roots)) or 'none configured'})")
@@ -175,7 +188,7 @@ class MediaFetcher:
     def _local_files_path(self, url: str) -> Path | None:
         """A ``/data/local-files/?d=rel`` file read straight from a local root that holds it."""
         rel = parse_qs(urlparse(url).query).get("d", [""])[-1]
-        for root in self.settings.local_roots:
+        for root in self.policy.local_roots:
             try:
                 candidate = (Path(root) / rel).resolve()
                 if candidate.is_relative_to(Path(root).resolve()) and candidate.is_file():
@@ -236,7 +249,7 @@ class MediaFetcher:
         from_presign = (self._ls_path(current) or "").split("?")[0]
         if LS_PRESIGN.match(from_presign):  # Label Studio hands out the cloud's presigned URL: no token
             return target, False
-        if parsed.hostname in self.settings.allowed_hosts:
+        if parsed.hostname in self.policy.allowed_hosts:
             return target, False
         raise MediaError(f"{_shown(key)} redirects to host {parsed.hostname!r}, which is not allowed; add it to "
                          "UNIPIXEL_ALLOWED_HOSTS (comma list) or serve the media through Label Studio")
@@ -266,6 +279,6 @@ class MediaFetcher:
             raise MediaUnavailable(f"downloading {_shown(key)} failed with HTTP {reply.status_code}")
 
     def _check_size(self, size: int, key: str) -> None:
-        if size > self.settings.max_media_bytes:
+        if size > self.policy.max_media_bytes:
             raise MediaError(f"{_shown(key)} is {size} bytes or more; the limit is "
-                             f"{self.settings.max_media_bytes >> 20} MiB (UNIPIXEL_MAX_MEDIA_MB)")
+                             f"{self.policy.max_media_bytes >> 20} MiB (UNIPIXEL_MAX_MEDIA_MB)")

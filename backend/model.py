@@ -39,7 +39,7 @@ class UniPixelBackend:
         self.project_id, self.label_config = project_id, label_config
         self.model_version = ""
         self.client = engine.ls_client
-        self.fetcher = MediaFetcher(self.settings, self.client)
+        self.fetcher = MediaFetcher(self.settings.media_policy(), self.client)
         self.setup()
 
     def setup(self) -> None:

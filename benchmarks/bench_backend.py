@@ -106,36 +106,22 @@ def square_frame(i: int) -> np.ndarray:
 
 def write_video(path: Path, count: int) -> Path:
     """H.264 mp4 (yuv420p, what browsers play) with ``count`` frames at ``FPS``."""
-    import av
+    from finetune.world import writers
 
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(count):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(square_frame(i), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return writers.write_mp4(np.stack([square_frame(i) for i in range(count)]), path, FPS)
 
 
 def write_frames(folder: Path, count: int) -> list[str]:
-    from PIL import Image
+    from finetune.world import writers
 
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"{i + 1:05d}.jpg"
-        Image.fromarray(square_frame(i)).save(path, quality=95)
-        paths.append(str(path))
-    return paths
+    return [str(p) for p in writers.write_frame_folder(np.stack([square_frame(i) for i in range(count)]), folder,
+                                                       ".jpg")]
 
 
 def write_image(path: Path) -> Path:
-    from PIL import Image
+    from finetune.world import writers
 
-    Image.fromarray(square_frame(3)).save(path)
-    return path
+    return writers.write_image(square_frame(3), path)
 
 
 # ---- Label Studio requests ----------------------------------------------------------------

@@ -453,12 +453,11 @@ def _post_ms(url: str, body: dict) -> float:
 def _write_train_clip(folder: Path, count: int, side: int):
     """JPEG frames of :func:`scene` and the square's masks bool [T, side, side]."""
     import numpy as np
-    from PIL import Image
 
-    folder.mkdir(parents=True, exist_ok=True)
+    from finetune.world import writers
+
     frames = scene(count, side)
-    for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"{i:05d}.jpg", quality=95)
+    writers.write_frame_folder(frames, folder, ".jpg")
     return folder, np.all(frames == np.array([230, 200, 40], np.uint8), axis=-1)
 
 

@@ -35,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return WORLD_COMMANDS[args.command](args)
 
-    from backend.settings import Settings, SettingsError
+    from finetune.settings import FinetuneSettings, SettingsError
 
     try:
-        settings = Settings.from_env()
+        settings = FinetuneSettings.from_env()
     except SettingsError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -10,15 +9,15 @@ from backend.errors import PromptError
 from backend.label_config import parse_label_config
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
-from backend.settings import Settings
 from finetune.convert import task_objects
 from finetune.export import ExportItem, ObjectMasks, write_coco_rle, write_davis_pngs
 from finetune.gather import gather
+from finetune.settings import FinetuneSettings
 
 logger = logging.getLogger(__name__)
 
 
-def export_project(settings: Settings, project_id: int, out_dir: str | Path, fmt: str = "both") -> list[Path]:
+def export_project(settings: FinetuneSettings, project_id: int, out_dir: str | Path, fmt: str = "both") -> list[Path]:
     """Write ``<out>/project-<id>.coco.json`` and/or ``<out>/davis/<task>/<frame>.png``; returns the paths."""
     from finetune.jobs import _labeled_task
 
@@ -26,7 +25,7 @@ def export_project(settings: Settings, project_id: int, out_dir: str | Path, fmt
     spec = parse_label_config(gathered.label_config)
     client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key) \
         if settings.label_studio_url else None
-    fetcher = MediaFetcher(dataclasses.replace(settings, media_cache_dir=settings.data_dir / "media"), client)
+    fetcher = MediaFetcher(settings.media_policy(settings.data_dir / "media"), client)
     items = []
     for annotation in gathered.annotations:
         task = _labeled_task(annotation, spec, fetcher)

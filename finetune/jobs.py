@@ -19,11 +19,11 @@ from backend.errors import PromptError
 from backend.label_config import parse_label_config
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
-from backend.settings import Settings
 from backend.task_data import media_value
 from finetune.convert import LabeledTask, task_to_samples
 from finetune.gather import GatheredAnnotation, gather
 from finetune.sample import TrainSample, split_by_task
+from finetune.settings import FinetuneSettings
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def run_training(spec: dict) -> dict:
         queue.started(job.connection, int(spec["project_id"]))
         job.meta.update({"pid": os.getpid(), "stage": "starting"})
         job.save_meta()
-    return FinetuneRun(Settings.from_env(), spec, _Reporter(job)).execute()
+    return FinetuneRun(FinetuneSettings.from_env(), spec, _Reporter(job)).execute()
 
 
 def scheduled_training(spec: dict) -> dict:
@@ -49,7 +49,7 @@ def scheduled_training(spec: dict) -> dict:
 
     from finetune.queue import QueuePolicy, TrainingQueue, key
 
-    settings = Settings.from_env()
+    settings = FinetuneSettings.from_env()
     job = get_current_job()
     redis: Redis = job.connection
     project_id = int(spec["project_id"])
@@ -83,7 +83,7 @@ class _Reporter:
 class FinetuneRun:
     """One fine-tune (also what ``python -m finetune run --project ID`` executes)."""
 
-    def __init__(self, settings: Settings, spec: dict, report=None) -> None:
+    def __init__(self, settings: FinetuneSettings, spec: dict, report=None) -> None:
         from finetune.recipe import load_recipe
 
         self.settings, self.spec = settings, spec
@@ -152,8 +152,7 @@ class FinetuneRun:
         spec = parse_label_config(label_config)
         client = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key) \
             if self.settings.label_studio_url else None
-        fetcher = MediaFetcher(dataclasses.replace(self.settings, media_cache_dir=self.settings.data_dir / "media"),
-                               client)
+        fetcher = MediaFetcher(self.settings.media_policy(self.settings.data_dir / "media"), client)
         samples: list[TrainSample] = []
         for item in annotations:
             task = _labeled_task(item, spec, fetcher)

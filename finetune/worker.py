@@ -19,12 +19,12 @@ import signal
 import socket
 import time
 
-from backend.settings import Settings
+from finetune.settings import FinetuneSettings
 
 logger = logging.getLogger(__name__)
 
 
-def run_worker(settings: Settings, burst: bool = False) -> int:
+def run_worker(settings: FinetuneSettings, burst: bool = False) -> int:
     """Serve ``settings.train_queue`` on ``settings.redis_url`` (with RQ's scheduler for periodic runs)."""
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -53,7 +53,7 @@ def run_worker(settings: Settings, burst: bool = False) -> int:
             delay_s = min(delay_s * 2, 30.0)
 
 
-def recover_abandoned(queue, settings: Settings) -> list[str]:
+def recover_abandoned(queue, settings: FinetuneSettings) -> list[str]:
     """Fail, with the reason, every started run whose worker on this host is no longer alive, and queue the project
     again. Returns the ids of the abandoned jobs."""
     from rq.exceptions import NoSuchJobError

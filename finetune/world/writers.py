@@ -20,8 +20,11 @@ from finetune.export import ExportItem, ObjectMasks, write_davis_pngs
 from finetune.world.scene import Clip
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
-    """Encode uint8 [T, H, W, 3] RGB frames (even H and W) as H.264 at ``fps``; returns the path."""
+def write_mp4(frames: np.ndarray, path: str | Path, fps: float, codec: str = "libx264") -> Path:
+    """Encode uint8 [T, H, W, 3] RGB frames (even H and W) as H.264 at ``fps``; returns the path.
+
+    ``codec="mpeg4"`` writes MPEG-4 Part 2 instead (OpenCV's ``mp4v``): what cameras and scripts
+    often produce, for tests of decoding a second codec."""
     import av
 
     path = Path(path)
@@ -30,9 +33,10 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float) -> Path:
     if height % 2 or width % 2:
         raise ValueError(f"H.264 needs even sides, got {width}x{height}")
     with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=_fps_fraction(fps))
+        stream = container.add_stream(codec, rate=_fps_fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "12", "preset": "veryfast", "g": "1"}  # near-lossless, every frame a keyframe
+        if codec == "libx264":
+            stream.options = {"crf": "12", "preset": "veryfast", "g": "1"}  # near-lossless, every frame a keyframe
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 container.mux(packet)

@@ -12,10 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import yaml
 from PIL import Image, ImageDraw
 
+from finetune.world import writers
 from tests.services import free_port, ls_sample_video
 
 REPO = Path(__file__).parents[2]
@@ -27,20 +29,14 @@ SHAPES = {"red_circle": (0.22, 0.33), "blue_rectangle": (0.73, 0.38), "green_tri
 
 def write_clip(path: Path) -> Path:
     """The first frames of the LS sample video (opossum_snow.mp4), downscaled, re-encoded as H.264."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(ls_sample_video())) as source, av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=CLIP_FPS)
-        stream.width, stream.height, stream.pix_fmt = *CLIP_SIZE, "yuv420p"
+    frames = []
+    with av.open(str(ls_sample_video())) as source:
         for n, frame in enumerate(source.decode(video=0)):
             if n >= CLIP_FRAMES * 3:
                 break
             if n % 3 == 0:  # 29.97 fps -> ~10 fps
-                image = frame.to_image().resize(CLIP_SIZE)
-                for packet in stream.encode(av.VideoFrame.from_image(image)):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+                frames.append(np.asarray(frame.to_image().resize(CLIP_SIZE)))
+    return writers.write_mp4(np.stack(frames), path, CLIP_FPS)
 
 
 def write_shapes_image(path: Path, shift_x: int = 0) -> Path:
@@ -51,9 +47,7 @@ def write_shapes_image(path: Path, shift_x: int = 0) -> Path:
     draw.ellipse((30 + shift_x, 40, 110 + shift_x, 120), fill=(220, 30, 30))
     draw.rectangle((180, 50, 290, 130), fill=(30, 60, 220))
     draw.polygon([(60, 220), (140, 140), (220, 220)], fill=(30, 170, 60))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
+    return writers.write_image(np.asarray(image), path)
 
 
 def create_project(ls, config: str, tasks: list[dict], backend=None, storage_dir: Path | None = None,

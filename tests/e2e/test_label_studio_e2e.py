@@ -110,13 +110,13 @@ def test_e2e_video_masks_frames_batch_predictions_stored(label_studio, backend_s
 def test_e2e_image_configs_and_fine_tune_loop(label_studio, backend_server, e2e_env, clip):
     ls = label_studio
     import av
-    from PIL import Image
+    from finetune.world import writers
 
     with av.open(str(clip)) as source:
         frame = next(source.decode(video=0)).to_ndarray(format="rgb24")
     folder = ls.files_root / "images"
     folder.mkdir(exist_ok=True)
-    Image.fromarray(frame).save(folder / "opossum.png")
+    writers.write_image(frame, folder / "opossum.png")
     url = ls.local_files_url(folder / "opossum.png")
     results = {}
     for name in ("image_segmentation", "referring_expressions"):

@@ -1,12 +1,13 @@
-"""Small real media for backend tests: a PNG, numbered JPEG frames and an H.264 mp4 of a moving square."""
+"""Small real media for backend tests: a PNG, numbered JPEG frames and an H.264 mp4 of a moving square (written
+by :mod:`finetune.world.writers`, the one writer of synthetic media)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
-from PIL import Image
+
+from finetune.world import writers
 
 WIDTH, HEIGHT = 64, 48
 
@@ -19,31 +20,16 @@ def square_frame(i: int) -> np.ndarray:
 
 
 def write_image(path: Path) -> Path:
-    Image.fromarray(square_frame(3)).save(path)
-    return path
+    return writers.write_image(square_frame(3), path)
 
 
 def write_frames(folder: Path, count: int = 8) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(count):
-        path = folder / f"{i + 1:05d}.jpg"
-        Image.fromarray(square_frame(i)).save(path, quality=95)
-        paths.append(path)
-    return paths
+    return writers.write_frame_folder(np.stack([square_frame(i) for i in range(count)]), folder, ".jpg")
 
 
 def write_video(path: Path, count: int = 12, fps: int = 10) -> Path:
     """An H.264 mp4 (what browsers play) with ``count`` frames at ``fps``."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for i in range(count):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(square_frame(i % 14), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return writers.write_mp4(np.stack([square_frame(i % 14) for i in range(count)]), path, fps)
 
 
 def record_square_project(root: Path, project: int, tasks: int, label_config: str, first_task_id: int = 100):

@@ -4,19 +4,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from finetune.world import writers
 from unipixel_model.__main__ import main
 
 
 def _video(path, frames=6):
-    import cv2
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    """A red disc moving right, as MPEG-4 Part 2 (OpenCV's ``mp4v``, a second codec to decode)."""
+    yy, xx = np.mgrid[:64, :96]
+    clip = np.full((frames, 64, 96, 3), 40, np.uint8)
     for t in range(frames):
-        frame = np.full((64, 96, 3), 40, np.uint8)
-        cv2.circle(frame, (20 + 8 * t, 32), 10, (0, 0, 255), -1)
-        writer.write(frame)
-    writer.release()
-    return path
+        clip[t][(xx - 20 - 8 * t) ** 2 + (yy - 32) ** 2 <= 100] = (255, 0, 0)
+    return writers.write_mp4(clip, path, 10, codec="mpeg4")
 
 
 def test_cli_predict_video_with_point_writes_masks_and_overlay(tmp_path, tiny_checkpoint, capsys):
@@ -33,7 +31,7 @@ def test_cli_predict_video_with_point_writes_masks_and_overlay(tmp_path, tiny_ch
 
 def test_cli_predict_image_text_and_bad_point(tmp_path, tiny_checkpoint, capsys):
     image = tmp_path / "img.png"
-    Image.fromarray(np.full((50, 70, 3), 128, np.uint8)).save(image)
+    writers.write_image(np.full((50, 70, 3), 128, np.uint8), image)
     assert main(["predict", "--model", str(tiny_checkpoint), "--media", str(image),
                  "--text", "Please segment the ball.", "--out", str(tmp_path / "o")]) == 0
     assert (tmp_path / "o" / "overlay.png").is_file()

@@ -120,15 +120,12 @@ def test_saved_random_model_loads_as_a_normal_checkpoint(small, tmp_path):
 
 
 def test_predict_cli_accepts_a_random_model(tmp_path, capsys, monkeypatch):
-    from PIL import Image
-
+    from finetune.world import writers
     from unipixel_model.__main__ import main
 
     monkeypatch.setenv("HOME", str(tmp_path))  # the reference's folder goes to ~/.cache/unipixel
     media = tmp_path / "clip"
-    media.mkdir()
-    for i, frame in enumerate(_frames()):
-        Image.fromarray(frame).save(media / f"{i:03d}.png")
+    writers.write_frame_folder(np.stack(list(_frames())), media)
     out = tmp_path / "out"
     assert main(["predict", "--model", SMALL, "--media", str(media), "--point", "15,30,1", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.glob("obj1_frame*.png")) == [f"obj1_frame{i:05d}.png" for i in range(4)]

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from finetune.batch import BatchBuilder
 from finetune.recipe import load_recipe
 from finetune.sample import TrainSample
 from finetune.trainer import EvalResult, Trainer, TrainResult
+from finetune.world import writers
 from unipixel_model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODULE_WEIGHTS, RECIPE_FILE, AdapterSwitcher
 from unipixel_model.errors import CheckpointError
 from unipixel_model.feature_cache import VisionCache
@@ -48,7 +48,7 @@ def _moving_square(directory: Path, seed: int) -> tuple[np.ndarray, tuple[int, i
         x = x0 + 5 * t
         frame[y0:y0 + SQUARE, x:x + SQUARE] = (220, 40, 40)
         masks[t, y0:y0 + SQUARE, x:x + SQUARE] = True
-        Image.fromarray(frame).save(directory / f"{t:03d}.png")
+        writers.write_image(frame, directory / f"{t:03d}.png")
     return masks, (y0, x0)
 
 

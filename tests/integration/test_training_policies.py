@@ -119,7 +119,7 @@ def test_samples_and_publish_commands_for_hand_runs(tmp_path):
 def test_a_malformed_annotation_leaves_out_its_task_not_the_run(tmp_path, caplog):
     """The fine-tune reads annotations with the interactive path's parser: a region it refuses costs its task
     (logged, listed in ``skipped_tasks``), the other tasks still give samples."""
-    from backend.settings import Settings
+    from finetune.settings import FinetuneSettings as Settings
     from finetune.jobs import FinetuneRun
 
     frames = [str(p) for p in write_frames(tmp_path / "clip", count=3)]
@@ -131,7 +131,7 @@ def test_a_malformed_annotation_leaves_out_its_task_not_the_run(tmp_path, caplog
                 "original_width": WIDTH, "original_height": HEIGHT,
                 "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Person"]}}
 
-    settings = Settings(data_dir=tmp_path / "data", local_roots=(tmp_path,), media_cache_dir=tmp_path / "media")
+    settings = Settings(data_dir=tmp_path / "data", local_roots=(tmp_path,))
     run = FinetuneRun(settings, {"project_id": 16, "recipe": "tiny", "recipe_overrides": {"holdout_fraction": 0.0}})
     with caplog.at_level("WARNING"):
         train, _ = run.samples(config("video_masks"), [GatheredAnnotation(60, {"frames": frames}, 1, [brush(7)], "t"),
@@ -145,12 +145,12 @@ def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_p
     """Held-out J&F and text F1 are computed before and after; an impossible bar publishes nothing."""
     import dataclasses
 
-    from backend.settings import Settings
+    from finetune.settings import FinetuneSettings as Settings
     from finetune.jobs import FinetuneRun
 
     record_square_project(tmp_path, 13, 6, config("referring_expressions"))
     settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
-                        local_roots=(tmp_path,), media_cache_dir=tmp_path / "media")
+                        local_roots=(tmp_path,))
     overrides = {"holdout_fraction": 0.5, "max_steps": 2, "min_improvement": 10.0}
     run = FinetuneRun(settings, {"project_id": 13, "recipe": "tiny", "recipe_overrides": overrides})
     assert dataclasses.asdict(run.recipe)["min_improvement"] == 10.0
@@ -171,7 +171,7 @@ def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_p
 
 def test_a_run_with_nothing_to_train_says_why_in_the_result_the_log_and_versions(tmp_path, tiny_checkpoint, caplog,
                                                                                   make_client):
-    from backend.settings import Settings
+    from finetune.settings import FinetuneSettings as Settings
     from finetune.jobs import FinetuneRun
 
     record = AnnotationRecord(tmp_path / "data", 14)
@@ -180,7 +180,7 @@ def test_a_run_with_nothing_to_train_says_why_in_the_result_the_log_and_versions
                    "value": {"format": "rle", "rle": [0], "brushlabels": ["Object"]}}]  # not this config's control
     record.append([GatheredAnnotation(140, {"video": str(tmp_path / "v.mp4")}, 1, brush_only, "2026-11-29T10:00:00Z")])
     settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
-                        local_roots=(tmp_path,), media_cache_dir=tmp_path / "media")
+                        local_roots=(tmp_path,))
     write_video(tmp_path / "v.mp4")
     with caplog.at_level("WARNING"):
         outcome = FinetuneRun(settings, {"project_id": 14, "recipe": "tiny"}).execute()
@@ -214,7 +214,7 @@ def test_run_command_fine_tunes_by_hand(tmp_path, tiny_checkpoint):
 def test_label_studio_down_during_gather_trains_on_the_local_record(tmp_path, tiny_checkpoint, caplog):
     import socket
 
-    from backend.settings import Settings
+    from finetune.settings import FinetuneSettings as Settings
     from finetune.jobs import FinetuneRun
 
     with socket.socket() as sock:  # a port nothing listens on: Label Studio is down
@@ -222,7 +222,7 @@ def test_label_studio_down_during_gather_trains_on_the_local_record(tmp_path, ti
         down = f"http://127.0.0.1:{sock.getsockname()[1]}"
     record_square_project(tmp_path, 15, 2, config("referring_expressions"))
     settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
-                        local_roots=(tmp_path,), media_cache_dir=tmp_path / "media", label_studio_url=down,
+                        local_roots=(tmp_path,), label_studio_url=down,
                         label_studio_api_key="token-of-a-test")
     overrides = {"max_steps": 2, "holdout_fraction": 0.0, "min_improvement": -1.0}
     with caplog.at_level("WARNING"):

@@ -2,8 +2,9 @@
 
 - ``unipixel_model`` is the model: it never imports ``backend``, ``finetune``, Flask, rq or Label Studio.
 - ``backend.converters`` are pure: importing every converter loads no torch (nor the model code behind it).
-- ``finetune`` uses the model, the converters and the server-free parts of ``backend`` (settings, media fetching,
-  the LS client, versions, the label-config parser, errors, task data), never the Flask server.
+- ``finetune`` uses the model, the converters and the server-free parts of ``backend`` (media fetching, the LS
+  client, versions, the label-config parser, errors, task data), never the Flask server nor the server's settings:
+  it reads the environment in ``finetune.settings``.
 - The server-free parts of ``backend`` import no Flask and no server module themselves.
 
 Each rule fails when a forbidden import appears (shown in the closing note of issue 11 on a scratch commit).
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).parents[2]
-SERVER_FREE = {"backend.settings", "backend.media", "backend.ls_client", "backend.versions", "backend.label_config",
+SERVER_FREE = {"backend.media", "backend.ls_client", "backend.versions", "backend.label_config",
                "backend.errors", "backend.task_data", "backend.modes", "backend.converters"}
 MODEL_FORBIDDEN = ("backend", "finetune", "flask", "rq", "redis", "label_studio_sdk", "label_studio")
 
@@ -103,3 +104,43 @@ def test_one_label_studio_region_parser():
                    if isinstance(node, (ast.Name, ast.Attribute))
                    and (node.id if isinstance(node, ast.Name) else node.attr) in REGION_DECODERS)
     assert users == [], f"only {PARSER} reads Label Studio regions; use parse_result there: {users}"
+
+
+def test_finetune_loads_no_server_module_in_a_fresh_interpreter():
+    """What the worker process really loads: every finetune module, and nothing of the server comes with it
+    (a static check misses an import that a server-free module makes on finetune's behalf)."""
+    code = ("import importlib, json, pathlib, sys\n"
+            "for p in sorted(pathlib.Path('finetune').rglob('*.py')):\n"
+            "    if p.stem != '__main__': importlib.import_module('.'.join(p.with_suffix('').parts))\n"
+            "print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in ('backend', 'flask', 'werkzeug'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    server = [m for m in loaded if m != "backend" and not any(_within(m, (free,)) for free in SERVER_FREE)]
+    assert server == [], f"importing finetune loads server modules: {server}"
+
+
+# Test and benchmark media are written by one module; a second encoder drifts (codec, pixel format, frame names).
+MEDIA_WRITER = "finetune/world/writers.py"
+
+
+def _encodes_media(node: ast.AST) -> bool:
+    """``Image.fromarray(..).save``/``Image.new(..).save``, ``cv2.VideoWriter``/``cv2.imwrite``, ``av.open(.., "w")``."""
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+        return False
+    func = node.func
+    if func.attr == "save" and isinstance(func.value, ast.Call) and isinstance(func.value.func, ast.Attribute):
+        return func.value.func.attr in ("fromarray", "new")
+    if func.attr in ("VideoWriter", "imwrite"):
+        return True
+    modes = [a.value for a in node.args[1:] if isinstance(a, ast.Constant)]
+    modes += [k.value.value for k in node.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+    return func.attr == "open" and isinstance(func.value, ast.Name) and func.value.id == "av" and "w" in modes
+
+
+def test_one_writer_of_synthetic_media_for_tests_and_benchmarks():
+    found = sorted(f"{path.relative_to(REPO)}:{node.lineno}" for package in ("tests", "benchmarks", "finetune/world")
+                   for path in _files(package) if str(path.relative_to(REPO)) != MEDIA_WRITER
+                   for node in ast.walk(ast.parse(path.read_text())) if _encodes_media(node))
+    assert found == [], f"write test media with {MEDIA_WRITER}: {found}"

@@ -20,6 +20,7 @@ from finetune.export import (
     write_coco_rle,
     write_davis_pngs,
 )
+from finetune.world import writers
 
 H, W = 24, 32
 
@@ -134,6 +135,6 @@ def test_export_davis_png_rejects_ids_over_255(tmp_path):
 
 
 def test_export_read_davis_png_rejects_rgb(tmp_path):
-    Image.new("RGB", (4, 4)).save(tmp_path / "rgb.png")
+    writers.write_image(np.zeros((4, 4, 3), np.uint8), tmp_path / "rgb.png")
     with pytest.raises(ExportError, match="'RGB'"):
         read_davis_png(tmp_path / "rgb.png")

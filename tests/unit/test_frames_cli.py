@@ -6,12 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image
 
 from backend.frames import add_frames_parser, frame_file_name, run_frames
+from finetune.world import writers
 
 NUM_FRAMES, WIDTH, HEIGHT, FPS = 12, 64, 48, 12
 
@@ -23,15 +23,9 @@ def _gray_level(frame_idx: int) -> int:
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     """A 12-frame 64x48 H.264 video whose frame k is a flat gray of level 10 + 20k."""
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        for frame_idx in range(NUM_FRAMES):
-            rgb = np.full((HEIGHT, WIDTH, 3), _gray_level(frame_idx), dtype=np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    levels = np.array([_gray_level(k) for k in range(NUM_FRAMES)], np.uint8)
+    clip = np.broadcast_to(levels[:, None, None, None], (NUM_FRAMES, HEIGHT, WIDTH, 3))
+    return writers.write_mp4(clip, tmp_path_factory.mktemp("video") / "clip.mp4", FPS)
 
 
 def _run(argv: list[str]) -> int:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
+from finetune.world import writers
 from unipixel_model import heap
 from unipixel_model.errors import MediaDecodeError
 from unipixel_model.media import load_frames
@@ -16,7 +15,7 @@ def _frame_folder(folder, count: int = 5) -> np.ndarray:
     folder.mkdir()
     frames = np.random.default_rng(0).integers(0, 255, (count, 12, 16, 3), dtype=np.uint8)
     for i, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"{i:03d}.png")
+        writers.write_image(frame, folder / f"{i:03d}.png")
     return frames
 
 
@@ -41,7 +40,7 @@ def test_media_take_of_an_array_is_a_copy():
 
 def test_media_frame_size_change_is_refused(tmp_path):
     _frame_folder(tmp_path / "clip", 2)
-    Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / "clip" / "002.png")
+    writers.write_image(np.zeros((5, 5, 3), np.uint8), tmp_path / "clip" / "002.png")
     with pytest.raises(MediaDecodeError, match="002.png"):
         load_frames(tmp_path / "clip")
 

@@ -1,12 +1,16 @@
-"""Settings come from the environment only through backend.settings; the README documents every name."""
+"""Settings come from the environment only through the settings module of each process (``finetune.settings``
+for the worker, ``backend.settings`` for the server); the README's table is checked against them."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from backend.settings import ENV_NAMES, Settings, SettingsError
+from finetune.settings import FinetuneSettings, as_bool, mebibytes
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -32,17 +36,50 @@ def test_settings_bad_values_say_which_variable(env, words):
         Settings.from_env(env)
 
 
-def test_readme_configuration_table_lists_every_env_var():
+def _readme_rows() -> dict[str, tuple[str, str]]:
+    """README configuration table: every variable named in a row's first cell -> (default, read by)."""
     text = README.read_text()
-    missing = [name for name in ENV_NAMES if f"`{name}`" not in text]
-    assert not missing, f"README configuration table lacks {missing}"
+    table = text[text.index("| variable | default | read by |"):].split("\n\n")[0].splitlines()[2:]
+    rows = {}
+    for line in table:
+        names, default, readers = line.split(" | ")[:3]
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", names):
+            rows[name] = (default.strip("`"), readers)
+    return rows
+
+
+def _shown(cls, field: str) -> str:
+    """A field's default as the README writes it."""
+    value = next(f.default for f in dataclasses.fields(cls) if f.name == field)
+    convert = cls.ENV[field][1]
+    if value in ("", ()):
+        return "—"
+    if convert is mebibytes:
+        return f"{value >> 20}"
+    if convert is as_bool:
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def test_readme_configuration_table_matches_the_settings_modules():
+    rows = _readme_rows()
+    assert set(rows) == set(ENV_NAMES), f"README lacks {set(ENV_NAMES) - set(rows)}, has stale {set(rows) - set(ENV_NAMES)}"
+    for field, (names, _) in Settings.ENV.items():
+        readers = "server, worker" if field in FinetuneSettings.ENV else "server"
+        for name in names:
+            assert rows[name] == (_shown(Settings, field), readers), f"README row of {name}"
 
 
 def test_every_settings_field_has_exactly_one_environment_entry():
     # (was an import-time assert: a checked invariant belongs in the tests, not in every process start)
-    import dataclasses
+    for cls in (FinetuneSettings, Settings):
+        assert {f.name for f in dataclasses.fields(cls)} == set(cls.ENV), cls
+    assert len(ENV_NAMES) == len(set(ENV_NAMES))  # each variable's name is written once
 
-    from backend import settings
 
-    assert {f.name for f in dataclasses.fields(settings.Settings)} == set(settings._ENV)
-    assert len(settings.ENV_NAMES) == len(set(settings.ENV_NAMES))  # each variable's name is written once
+def test_the_worker_reads_its_variables_without_the_server():
+    worker = FinetuneSettings.from_env({"REDIS_URL": "redis://q:1/2", "LABEL_STUDIO_URL": "http://ls/", "PORT": "x"})
+    assert worker.redis_url == "redis://q:1/2" and worker.label_studio_url == "http://ls"  # PORT is not its business
+    assert worker.media_policy().cache_dir == worker.data_dir / "media"
+    with pytest.raises(SettingsError, match="UNIPIXEL_MAX_FRAMES"):
+        FinetuneSettings.from_env({"UNIPIXEL_MAX_FRAMES": "many"})
