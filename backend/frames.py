@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from backend.converters.frame_files import frame_file_name
+
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 DEFAULT_FPS = 25.0  # as unipixel_model.media: used when the container does not state a frame rate
 JPEG_QUALITY = 95
@@ -54,11 +56,6 @@ class ExtractedVideo:
     frame_paths: list[Path]
     fps: float
     source_fps: float
-
-
-def frame_file_name(position: int) -> str:
-    """File name of the written frame at 0-based ``position``: ``00001.jpg`` for position 0."""
-    return f"{position + 1:05d}.jpg"
 
 
 def extract_frames(video_path: Path, out_dir: Path, every: int = 1, max_frames: int | None = None) -> ExtractedVideo:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from backend.errors import PromptError
+from backend.converters.frame_files import frame_file_stem
 from backend.label_config import parse_label_config
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
@@ -36,7 +37,7 @@ def export_project(settings: FinetuneSettings, project_id: int, out_dir: str | P
             continue
         masks = {n: ObjectMasks(obj.label or "object", obj.masks)
                  for n, obj in enumerate((o for o in objects.values() if o.masks), start=1)}
-        names = [f"{i + 1:05d}" for i in range(task.shape.num_frames)]
+        names = [frame_file_stem(i) for i in range(task.shape.num_frames)]
         items.append(ExportItem(task.task_id, f"task-{task.task_id}", names,
                                 (task.shape.height_px, task.shape.width_px), masks))
     out = Path(out_dir)

@@ -5,7 +5,11 @@ only inside this package; everything outside it works in pixels, 0-based ``frame
 ``bool[H, W]`` / ``bool[T, H, W]`` masks. The modules import no torch and no model code, so they
 can be unit-tested alone (``tests/unit/test_converters.py``):
 
-- ``geometry``: percent <-> pixels, ``ls_frame`` <-> ``frame_idx``, seconds -> frame, mask -> box.
+- ``annotation``: the one parser of Label Studio regions (interactive contexts and saved annotations).
+- ``prompts``: an interactive context -> typed prompts (clicks, drawn regions, query, descriptions).
+- ``results``: typed tracks -> Label Studio regions; ``region_ids``: our region ids and their frame suffixes.
+- ``geometry``: percent <-> pixels, ``ls_frame`` <-> ``frame_idx``, seconds -> frame, mask -> box;
+  ``timeline``: LS's video framerate vs the decoded frames; ``frame_files``: 1-based frame-list file names.
 - ``rle``: Label Studio brush RLE encode/decode (byte-identical to ``label_studio_sdk``).
 - ``coco_rle``: COCO RLE (pycocotools) for exports and training data.
 

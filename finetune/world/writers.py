@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from backend.converters.frame_files import frame_file_name
 from finetune.export import ExportItem, ObjectMasks, write_davis_pngs
 from finetune.world.scene import Clip
 
@@ -55,10 +56,7 @@ def write_frame_folder(frames: np.ndarray, folder: str | Path, suffix: str = ".p
     """Frames as ``00001.png``, ``00002.png``, ... (1-based, like ``python -m backend frames``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for n, frame in enumerate(frames, start=1):
-        paths.append(write_image(frame, folder / f"{n:05d}{suffix}"))
-    return paths
+    return [write_image(frame, folder / frame_file_name(n, suffix)) for n, frame in enumerate(frames)]
 
 
 def write_image(frame: np.ndarray, path: str | Path) -> Path:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.frames import add_frames_parser, frame_file_name, run_frames
+from backend.converters.frame_files import frame_file_name
+from backend.frames import add_frames_parser, run_frames
 from finetune.world import writers
 
 NUM_FRAMES, WIDTH, HEIGHT, FPS = 12, 64, 48, 12
