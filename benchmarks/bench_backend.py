@@ -105,10 +105,10 @@ def square_frame(i: int) -> np.ndarray:
 
 
 def write_video(path: Path, count: int) -> Path:
-    """H.264 mp4 (yuv420p, what browsers play) with ``count`` frames at ``FPS``."""
+    """H.264 mp4 (yuv420p, what browsers play) with ``count`` frames at ``FPS``, streamed (one frame in memory)."""
     from finetune.world import writers
 
-    return writers.write_mp4(np.stack([square_frame(i) for i in range(count)]), path, FPS)
+    return writers.write_mp4((square_frame(i) for i in range(count)), path, FPS)
 
 
 def write_frames(folder: Path, count: int) -> list[str]:
@@ -413,7 +413,11 @@ def rss_status() -> dict:
 
 
 def maxrss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak RSS of this process in MiB: ``VmHWM``, which ``/proc/self/clear_refs`` resets. Not ``ru_maxrss``:
+    the kernel folds into it the parent's peak at the moment it forked this child, so a parent that held
+    a long video's frames made a short child look 1 GB heavier."""
+    status = rss_status()
+    return status.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def run_child(args) -> dict:

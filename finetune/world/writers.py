@@ -11,6 +11,8 @@ against pixels decoded back from a video.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,11 @@ from finetune.export import ExportItem, ObjectMasks, write_davis_pngs
 from finetune.world.scene import Clip
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: float, codec: str = "libx264") -> Path:
+def write_mp4(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps: float, codec: str = "libx264") -> Path:
     """Encode uint8 [T, H, W, 3] RGB frames (even H and W) as H.264 at ``fps``; returns the path.
+
+    ``frames`` may also be an iterable of uint8 [H, W, 3] frames: they are encoded as they come, so a long
+    clip never has to be in memory at once.
 
     ``codec="mpeg4"`` writes MPEG-4 Part 2 instead (OpenCV's ``mp4v``): what cameras and scripts
     often produce, for tests of decoding a second codec."""
@@ -30,7 +35,9 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float, codec: str = "li
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    height, width = frames.shape[1:3]
+    frames = iter(frames)
+    first = next(frames)
+    height, width = first.shape[:2]
     if height % 2 or width % 2:
         raise ValueError(f"H.264 needs even sides, got {width}x{height}")
     with av.open(str(path), mode="w") as container:
@@ -38,7 +45,7 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: float, codec: str = "li
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             stream.options = {"crf": "12", "preset": "veryfast", "g": "1"}  # near-lossless, every frame a keyframe
-        for frame in frames:
+        for frame in itertools.chain([first], frames):
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
