@@ -71,7 +71,7 @@ def run_prompts(ts: TaskSession, prompts: ContextPrompts, default_label: str | N
             ts.clicks[click.click_id] = ""
             continue
         if obj is not None:
-            frames = None if obj.region_id in pending else ts.session.objects[obj.obj_id].track.updated
+            frames = None if obj.region_id in pending else ts.session.track(obj.obj_id).updated
             changed[obj.region_id] = _merge(changed, obj.region_id, frames)
     for region_id in pending:  # still pending in the editor: its whole track is re-sent
         changed[region_id] = None
@@ -79,11 +79,11 @@ def run_prompts(ts: TaskSession, prompts: ContextPrompts, default_label: str | N
         result.answer = _text(ts, prompts.text, default_label, changed)
     for region_id, frames in changed.items():
         obj = ts.objects.get(region_id)
-        if obj is None or obj.obj_id not in ts.session.objects:
+        if obj is None or not ts.session.has(obj.obj_id):
             continue
         if describe and not obj.description_by_annotator and (frames is None or obj.description is None):
             obj.description = _describe(ts, obj.obj_id) or obj.description
-        result.updates.append(ObjectUpdate(obj, ts.session.objects[obj.obj_id].track, frames))
+        result.updates.append(ObjectUpdate(obj, ts.session.track(obj.obj_id), frames))
     return result
 
 
@@ -116,7 +116,7 @@ def _region_object(ts: TaskSession, region: RegionPrompt) -> str:
     owner = ts.clicks.get(region.region_id)
     known = ts.objects.get(owner) if owner else None
     signature = _signature(region.prompt)
-    if known is not None and known.obj_id in ts.session.objects and known.signature == signature:
+    if known is not None and ts.session.has(known.obj_id) and known.signature == signature:
         return known.region_id
     if known is not None:
         _forget(ts, known)
@@ -164,19 +164,19 @@ def _apply_click(ts: TaskSession, click: Click, pending: set[str], skipped: list
 
 def _forget(ts: TaskSession, obj: TrackedObject) -> None:
     ts.objects.pop(obj.region_id, None)
-    if obj.obj_id in ts.session.objects:
+    if ts.session.has(obj.obj_id):
         ts.session.forget(obj.obj_id)
 
 
 def _text(ts: TaskSession, text: str, label: str | None, changed: dict) -> str | None:
     """A text query: a question about ``[n]`` objects goes to the memory bank, anything else segments.
     The same query again is served from the session."""
-    known = [r for r in ts.queries.get(text, []) if r in ts.objects and ts.objects[r].obj_id in ts.session.objects]
+    known = [r for r in ts.queries.get(text, []) if r in ts.objects and ts.session.has(ts.objects[r].obj_id)]
     if known:
         changed.update({r: None for r in known})
         return None
     refs = [int(n) for n in templates.OBJ_REF.findall(text)]
-    if refs and all(n in ts.session.objects for n in refs):
+    if refs and all(ts.session.has(n) for n in refs):
         result = ts.session.ask(text, refs)
         answer = templates.clean_answer(result.text)
         for obj in ts.live():
@@ -202,12 +202,11 @@ def _text(ts: TaskSession, text: str, label: str | None, changed: dict) -> str |
 
 def _describe(ts: TaskSession, obj_id: int) -> str | None:
     """The model's description of object ``[obj_id]`` (None when its mask is too small to pool)."""
-    before = set(ts.session.objects)
     try:
-        answer = ts.session.ask(templates.DESCRIBE_QUESTION.format(obj_id), [obj_id]).text
+        result = ts.session.ask(templates.DESCRIBE_QUESTION.format(obj_id), [obj_id])
     except UniPixelInputError as err:
         logger.info("no description for [%d]: %s", obj_id, err)
         return None
-    for extra in set(ts.session.objects) - before:  # a <|seg|> in a description is not a new object
-        ts.session.forget(extra)
-    return templates.clean_answer(answer) or None
+    for extra in result.tracks:  # a <|seg|> in a description is not a new object
+        ts.session.forget(extra.obj_id)
+    return templates.clean_answer(result.text) or None

@@ -156,7 +156,7 @@ class UniPixelBackend:
                     break
                 ts.session.continue_tracking(pending[0], BACKGROUND_CHUNK)
         with ts.lock:  # rendering is CPU work: clicks on other tasks may use the GPU meanwhile
-            updates = [ObjectUpdate(o, ts.session.objects[o.obj_id].track) for o in ts.live()
+            updates = [ObjectUpdate(o, ts.session.track(o.obj_id)) for o in ts.live()
                        if o.region_id in region_ids]
             final = prediction(render_updates(ts.shape, spec, updates), version)
         if self.client is not None and final["result"]:

@@ -64,15 +64,15 @@ class TaskSession:
 
     def next_obj_id(self) -> int:
         """A memory-bank id for a new object (internal; LS never sees it)."""
-        return max(self.session.objects, default=0) + 1
+        return self.session.new_object_id()
 
     def live(self) -> list[TrackedObject]:
         """Objects still in the memory bank, oldest first."""
-        return [o for o in self.objects.values() if o.obj_id in self.session.objects]
+        return [o for o in self.objects.values() if self.session.has(o.obj_id)]
 
     @property
     def nbytes(self) -> int:
-        return self.session.features.nbytes
+        return self.session.cache_bytes
 
 
 class SessionRegistry:

@@ -33,7 +33,7 @@ def target_object(ts: TaskSession, point: PointPrompt, prefer: set[str] = frozen
     live = ts.live()
     order = [o for o in reversed(live) if o.region_id in prefer] + \
         [o for o in reversed(live) if o.region_id not in prefer]
-    tracks = {o.region_id: ts.session.objects[o.obj_id].track for o in order}
+    tracks = {o.region_id: ts.session.track(o.obj_id) for o in order}
     frame = point.frame_idx
     masks = {o.region_id: _mask(tracks[o.region_id], frame) for o in order}
     for obj in order:

@@ -214,7 +214,7 @@ def use_square_track(ts, obj_id: int) -> None:
     (random tiny weights rarely see the object, which would leave nothing to render)."""
     import torch
 
-    track = ts.session.objects[obj_id].track
+    track = ts.session.track(obj_id)
     total, side = track.num_frames, track.low_res_logits.shape[-1]
     logits = torch.full((total, side, side), -8.0)
     for f in range(total):
@@ -228,7 +228,7 @@ def time_render(ts, spec, objects) -> tuple[float, float, int]:
     from backend.annotate import ObjectUpdate
     from backend.render import render_updates
 
-    updates = [ObjectUpdate(o, ts.session.objects[o.obj_id].track) for o in objects]
+    updates = [ObjectUpdate(o, ts.session.track(o.obj_id)) for o in objects]
     render_s, json_s, size = [], [], 0
     for _ in range(3):
         start = time.perf_counter()
@@ -333,12 +333,12 @@ def bench_predict_vs_session(args, work: Path, engine0) -> dict:
     ts = engine.sessions.peek(last_task[0])  # the last request's session
     spec = parse_label_config(cfg)
     objects = list(ts.objects.values())
-    track = ts.session.objects[objects[0].obj_id].track
+    track = ts.session.track(objects[0].obj_id)
     served = time_render(ts, spec, objects)
     served_boxes_s = bare_boxes(track)[1]
     use_square_track(ts, objects[0].obj_id)
     full = time_render(ts, spec, objects)
-    full_boxes_s = bare_boxes(ts.session.objects[objects[0].obj_id].track)[1]
+    full_boxes_s = bare_boxes(ts.session.track(objects[0].obj_id))[1]
     return {"bare_s": median(bare_s), "api_s": median(api_s), "same": keyframes == set(boxes),
             "visible": len(boxes), "keyframes": len(keyframes), "reply_bytes": reply_bytes,
             "served": served, "served_boxes_s": served_boxes_s, "full": full, "full_boxes_s": full_boxes_s,
@@ -450,11 +450,11 @@ def run_child(args) -> dict:
             job.result()  # re-raises a failed propagation
         background_s = time.perf_counter() - start
         ts = engine.sessions.peek(1)
-        track = next(iter(ts.session.objects.values())).track
+        track = ts.session.track(ts.session.object_ids()[0])
         row = {"frames": ts.session.frames.num_frames, "load_peak_mib": load_peak, "loaded_mib": loaded,
                "peak_mib": maxrss_mib(), "reset": reset, "predict_s": predict_s, "background_jobs": len(jobs),
                "background_s": background_s, "tracked": len(track.frame_idx), "reply_bytes": reply_bytes,
-               "feature_cache_mib": ts.session.features.nbytes / 2 ** 20,
+               "feature_cache_mib": ts.session.cache_bytes / 2 ** 20,
                "encoded_frames": ts.session.features.encoded_frames,
                "logits_mib": track.low_res_logits.numel() * track.low_res_logits.element_size() / 2 ** 20,
                **rss_status()}

@@ -225,6 +225,32 @@ class InferenceSession:
         entry.track = self._track(obj_id, prompts, entry.directions, stretch, entry.track if stretch else None)
         return entry.track
 
+    def has(self, obj_id: int) -> bool:
+        """True while object ``obj_id`` is in the memory bank (from :meth:`refer` until :meth:`forget`)."""
+        return obj_id in self.objects
+
+    def track(self, obj_id: int) -> MaskTrack:
+        """The current track of object ``obj_id``: what the last :meth:`refer` / :meth:`refine` returned,
+        filled in place by :meth:`continue_tracking` since.
+
+        Raises:
+            UniPixelInputError: no such object (says which ids exist).
+        """
+        return self._object(obj_id).track
+
+    def object_ids(self) -> list[int]:
+        """Ids of the objects in the memory bank, ascending."""
+        return sorted(self.objects)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the session's SAM 2 feature cache holds now (at most ``feature_cache_bytes``)."""
+        return self.features.nbytes
+
+    def new_object_id(self) -> int:
+        """An id no object in the memory bank has (what :meth:`refer` picks when given none)."""
+        return max(self.objects, default=0) + 1
+
     def forget(self, obj_id: int) -> None:
         """Remove an object from the memory bank."""
         self._object(obj_id)

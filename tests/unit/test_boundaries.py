@@ -144,3 +144,17 @@ def test_one_writer_of_synthetic_media_for_tests_and_benchmarks():
                    for path in _files(package) if str(path.relative_to(REPO)) != MEDIA_WRITER
                    for node in ast.walk(ast.parse(path.read_text())) if _encodes_media(node))
     assert found == [], f"write test media with {MEDIA_WRITER}: {found}"
+
+
+# The inference session's state is its own: callers use what its calls return and its read methods (``track``,
+# ``has``, ``object_ids``, ``new_object_id``, ``deadline``, ``incomplete``), never its attributes.
+SESSION_INTERNALS = ("objects", "pending", "track_deadline", "features", "model")
+
+
+def test_the_backend_never_reads_or_writes_session_internals():
+    found = sorted(f"{path.relative_to(REPO)}:{node.lineno} .session.{node.attr}"
+                   for package in ("backend", "finetune") for path in _files(package)
+                   for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Attribute) and node.attr in SESSION_INTERNALS
+                   and isinstance(node.value, ast.Attribute) and node.value.attr == "session")
+    assert found == [], f"use the session's methods and returned results: {found}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import torch
 
 from backend.converters.annotation import MediaShape
@@ -26,9 +24,21 @@ def _track(obj_id: int, boxes: dict[int, tuple[int, int, int, int] | None], fram
     return MaskTrack(obj_id, (H, W), logits, scores, torch.ones(frames), [0])
 
 
+class _Tracks:
+    """The read side of an ``InferenceSession`` that targeting uses, over known tracks."""
+
+    def __init__(self, tracks: dict[int, MaskTrack]) -> None:
+        self.tracks = tracks
+
+    def has(self, obj_id: int) -> bool:
+        return obj_id in self.tracks
+
+    def track(self, obj_id: int) -> MaskTrack:
+        return self.tracks[obj_id]
+
+
 def _session(*tracks: MaskTrack) -> TaskSession:
-    model_session = SimpleNamespace(objects={t.obj_id: SimpleNamespace(track=t) for t in tracks})
-    ts = TaskSession(1, "key", model_session, MediaShape(4, H, W, 25.0))
+    ts = TaskSession(1, "key", _Tracks({t.obj_id: t for t in tracks}), MediaShape(4, H, W, 25.0))
     for t in tracks:
         ts.objects[f"r{t.obj_id}"] = TrackedObject(t.obj_id, f"r{t.obj_id}", None)
     return ts
