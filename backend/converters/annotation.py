@@ -107,7 +107,8 @@ class MaskRegion(Region):
 
 @dataclass(frozen=True)
 class VideoKeyframe:
-    """One keyframe of a video box: 0-based frame, box in pixels, and the LS keyframe as it was sent."""
+    """One keyframe of a video box: 0-based ``frame_idx`` (and the 1-based ``ls_frame`` it came from), the box
+    ``(x1, y1, x2, y2)`` in pixels of the media, and the LS keyframe as it was sent (percent units)."""
 
     frame_idx: int
     ls_frame: int
@@ -175,7 +176,7 @@ def parse_result(items: object, shape: MediaShape, where: str = "result",
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
             raise PromptError(f"{where}[{n}] must be a region object with a 'value'", field=f"{where}[{n}]")
         try:
-            region = _region(item, n, shape, known)
+            region = _region(item, n, f"{where}[{n}]", shape, known)
         except _Unservable as why:
             out.skipped.append(str(why))
             continue
@@ -193,11 +194,11 @@ class _Unservable(Exception):
     """An item the editor can send that has nothing in it (the message says why)."""
 
 
-def _region(item: dict, n: int, shape: MediaShape, known: Callable[[str], bool] | None) -> Region | None:
+def _region(item: dict, n: int, path: str, shape: MediaShape, known: Callable[[str], bool] | None) -> Region | None:
     kind, value = item.get("type", ""), item["value"]
     raw_id = item.get("id")
     if raw_id is not None and not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
-        raise PromptError(f"region id must be a string, got {type(raw_id).__name__}", field=f"result[{n}].id")
+        raise PromptError(f"region id must be a string, got {type(raw_id).__name__}", field=f"{path}.id")
     common = (str(raw_id) if raw_id is not None else f"region{n}", _name(item.get("from_name")), _label(kind, value))
     if kind != "textarea" and known is not None and known(common[0]):
         return Region(*common)

@@ -36,7 +36,9 @@ def write_mp4(frames: np.ndarray | Iterable[np.ndarray], path: str | Path, fps: 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames = iter(frames)
-    first = next(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"no frames to write to {path}; an mp4 needs at least one")
     height, width = first.shape[:2]
     if height % 2 or width % 2:
         raise ValueError(f"H.264 needs even sides, got {width}x{height}")

@@ -63,6 +63,12 @@ def test_parse_result_types_each_region_in_pixels_and_0_based_frames():
     assert isinstance(words, TextRegion) and words.text == "a cat sitting" and words.base_id == "m1"
 
 
+def test_a_bad_region_id_is_named_with_the_caller_s_path():
+    with pytest.raises(PromptError) as err:
+        context_to_prompts({"result": [{"id": ["x"], "type": "keypointlabels", "value": {}}]}, STILL)
+    assert err.value.field == "context.result[0].id"
+
+
 def test_parse_result_known_regions_are_read_by_id_only():
     relabeled = {"id": "ours-f2", "type": "keypointlabels", "value": {"format": "rle", "rle": [1, 2]}}
     (region,) = parse_result([relabeled], STILL, known=lambda rid: rid.startswith("ours")).regions

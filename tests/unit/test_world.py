@@ -704,3 +704,10 @@ def test_write_world_url_prefix_and_stills(tmp_path):
     assert [t["data"]["image"] for t in tasks] == [f"http://host/data/images/clip{seed}.png" for seed in (3, 4)]
     frames = json.loads((out / "ls" / "video_masks.json").read_text())
     assert frames[0]["data"]["frames"] == ["http://host/data/frames/clip3/00001.png"]
+
+
+def test_write_mp4_without_frames_says_so(tmp_path):
+    from finetune.world import writers
+
+    with pytest.raises(ValueError, match="no frames to write"):
+        writers.write_mp4(iter(()), tmp_path / "empty.mp4", 10)
