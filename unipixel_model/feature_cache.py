@@ -41,15 +41,21 @@ class SAM2FeatureCache:
         if frame_idx not in self._cache:
             self._encode(frame_idx, backward)
         self._cache.move_to_end(frame_idx)
-        return self._cache[frame_idx]
+        entry = self._cache[frame_idx]
+        self._evict()  # after the move: the frame asked for is the newest and is never the one evicted
+        return entry
 
     @property
     def nbytes(self) -> int:
         return self._bytes
 
     def _encode(self, frame_idx: int, backward: bool) -> None:
-        span = range(frame_idx, max(-1, frame_idx - self.chunk), -1) if backward else \
-            range(frame_idx, min(self.frames.num_frames, frame_idx + self.chunk))
+        chunk = self.chunk
+        if self._cache:  # never encode more frames ahead than the cap keeps: they would be evicted unread
+            frame_bytes = next(iter(self._cache.values())).nbytes
+            chunk = max(1, min(chunk, self.max_bytes // max(1, frame_bytes)))
+        span = range(frame_idx, max(-1, frame_idx - chunk), -1) if backward else \
+            range(frame_idx, min(self.frames.num_frames, frame_idx + chunk))
         wanted = sorted(i for i in span if i not in self._cache)
         size = self.sam2.image_size
         device = next(self.sam2.parameters()).device
@@ -60,11 +66,15 @@ class SAM2FeatureCache:
                 self._pos = [p.clone() for p in feats.vision_pos]
             entry = FrameFeatures([f.clone() for f in feats.vision_feats], self._pos, feats.feat_sizes)
             self._cache[i] = entry
-            self._bytes += sum(t.numel() * t.element_size() for t in entry.vision_feats)
+            self._bytes += entry.nbytes
             self.encoded_frames += 1
+
+    def _evict(self) -> None:
+        """Drop the least recently used frames until the cap holds; the newest frame always stays (a cap below one
+        frame's features, e.g. 1 MiB at 1024 px where a frame takes 16 MiB, keeps just the frame being read)."""
         while self._bytes > self.max_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
-            self._bytes -= sum(t.numel() * t.element_size() for t in old.vision_feats)
+            self._bytes -= old.nbytes
 
 
 class VisionCache:

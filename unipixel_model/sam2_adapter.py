@@ -46,6 +46,11 @@ class FrameFeatures:
     vision_pos: list[torch.Tensor]
     feat_sizes: list[tuple[int, int]]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frame's own features (the positional encodings are shared by every frame)."""
+        return sum(t.numel() * t.element_size() for t in self.vision_feats)
+
     def to(self, device: torch.device | str) -> "FrameFeatures":
         return FrameFeatures([x.to(device) for x in self.vision_feats],
                              [x.to(device) for x in self.vision_pos], self.feat_sizes)

@@ -117,6 +117,26 @@ def test_session_second_call_reuses_features(golden_model, golden_tokenizer):
     assert session.features.encoded_frames == encoded  # no frame encoded twice
 
 
+@pytest.mark.parametrize("cap_bytes", [1, 1 << 20])
+def test_session_tracks_with_a_feature_cache_smaller_than_one_encoding_chunk(golden_model, golden_tokenizer,
+                                                                             cap_bytes):
+    """UNIPIXEL_FEATURE_CACHE_MB below 4 frames' features (1 MiB: 16 MiB per frame at 1024 px) once evicted the frame
+    just encoded before returning it: a KeyError, a 500 on /predict. The frame asked for is always served, and the
+    masks are those of an uncapped session."""
+    reference, meta, tensors = _golden_session(golden_model, golden_tokenizer, "c_video_box_point_two_objects")
+    prompts = _prompts(meta, reference.frames.size_hw)
+    expected = reference.refer({2: prompts[2]}, ask=False).tracks[0]
+    capped = InferenceSession.open(golden_model, golden_tokenizer, tensors["frames_raw"].numpy(),
+                                   feature_cache_bytes=cap_bytes)
+    capped.vision_cache = VisionCache(min_pixels=meta["vision_element"]["min_pixels"])
+    track = capped.refer({2: prompts[2]}, ask=False).tracks[0]
+    assert torch.equal(track.low_res_logits, expected.low_res_logits)
+    assert 0 < capped.cache_bytes < reference.cache_bytes  # the cap holds: the last frame read, not the video
+    # chunks never run ahead of the cap (they were evicted unread: 4x the encodings); the prompt frame, read again
+    # when the backward pass starts from it, is the one frame encoded twice
+    assert capped.features.encoded_frames <= reference.features.encoded_frames + 1
+
+
 def test_session_bad_inputs_raise_clear_errors(golden_model, golden_tokenizer, tmp_path):
     session, meta, _ = _golden_session(golden_model, golden_tokenizer, "b_video_point_ref_seg")
     with pytest.raises(UniPixelInputError, match=r"point \(500, 10\) is outside the 160x120 frame"):
