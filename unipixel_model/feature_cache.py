@@ -52,7 +52,7 @@ class SAM2FeatureCache:
     def _encode(self, frame_idx: int, backward: bool) -> None:
         chunk = self.chunk
         if self._cache:  # never encode more frames ahead than the cap keeps: they would be evicted unread
-            frame_bytes = next(iter(self._cache.values())).nbytes
+            frame_bytes = next(iter(self._cache.values())).feats_nbytes
             chunk = max(1, min(chunk, self.max_bytes // max(1, frame_bytes)))
         span = range(frame_idx, max(-1, frame_idx - chunk), -1) if backward else \
             range(frame_idx, min(self.frames.num_frames, frame_idx + chunk))
@@ -66,7 +66,7 @@ class SAM2FeatureCache:
                 self._pos = [p.clone() for p in feats.vision_pos]
             entry = FrameFeatures([f.clone() for f in feats.vision_feats], self._pos, feats.feat_sizes)
             self._cache[i] = entry
-            self._bytes += entry.nbytes
+            self._bytes += entry.feats_nbytes
             self.encoded_frames += 1
 
     def _evict(self) -> None:
@@ -74,7 +74,7 @@ class SAM2FeatureCache:
         frame's features, e.g. 1 MiB at 1024 px where a frame takes 16 MiB, keeps just the frame being read)."""
         while self._bytes > self.max_bytes and len(self._cache) > 1:
             _, old = self._cache.popitem(last=False)
-            self._bytes -= old.nbytes
+            self._bytes -= old.feats_nbytes
 
 
 class VisionCache:

@@ -47,8 +47,8 @@ class FrameFeatures:
     feat_sizes: list[tuple[int, int]]
 
     @property
-    def nbytes(self) -> int:
-        """Bytes of the frame's own features (the positional encodings are shared by every frame)."""
+    def feats_nbytes(self) -> int:
+        """Bytes of the frame's own features, without the positional encodings (one copy serves every frame)."""
         return sum(t.numel() * t.element_size() for t in self.vision_feats)
 
     def to(self, device: torch.device | str) -> "FrameFeatures":
