@@ -3,7 +3,7 @@
 Usage::
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_memory.py \\
-        [--model tiny] [--device cpu] [--lengths 32 320 3200] [--threads 1] [--feature-cache-mib 64] [--json FILE]
+        [--model tiny] [--device cpu] [--lengths 32 320 3200] [--threads 1] [--feature-cache-mib 64 [16 ...]] [--json FILE]
 
 Each length runs part 4 of ``bench_backend.py`` in a fresh process: an H.264 mp4 of a square
 moving over a textured 320x240 background, one ``VideoRectangle`` box through ``POST /predict``
@@ -80,22 +80,26 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 320, 3200])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each child (1: steadier)")
-    parser.add_argument("--feature-cache-mib", type=int, default=64, help="UNIPIXEL_FEATURE_CACHE_MB")
+    parser.add_argument("--feature-cache-mib", type=int, nargs="+", default=[64],
+                        help="UNIPIXEL_FEATURE_CACHE_MB; several values print one table each (a cap the shortest "
+                             "video fills shows the per-frame growth alone, without the cache filling up)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     lengths = sorted(set(args.lengths))
     if lengths[0] < 5:
         parser.error("every length must be >= 5 frames (the box is drawn on frame 5)")
-    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-        rows = [measure(args.model, args.device, n, args.threads, args.feature_cache_mib, Path(tmp))
-                for n in lengths]
-    print(f"peak RSS per video length, {WIDTH}x{HEIGHT}, model {args.model} on {args.device}, "
-          f"{args.threads} thread(s), feature cache {args.feature_cache_mib} MiB (MiB)")
-    print(format_table(rows))
-    if args.json:
+    out = []
+    for cap in args.feature_cache_mib:
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+            rows = [measure(args.model, args.device, n, args.threads, cap, Path(tmp)) for n in lengths]
+        print(f"peak RSS per video length, {WIDTH}x{HEIGHT}, model {args.model} on {args.device}, "
+              f"{args.threads} thread(s), feature cache {cap} MiB (MiB)")
+        print(format_table(rows), flush=True)
         slopes, no_cache = per_frame_growth(rows), per_frame_growth(rows, minus_cache=True)
-        args.json.write_text(json.dumps([{**r, "mib_per_extra_frame": s, "mib_per_extra_frame_without_cache": b}
-                                         for r, s, b in zip(rows, slopes, no_cache)], indent=2))
+        out += [{**r, "feature_cache_cap_mib": cap, "mib_per_extra_frame": s, "mib_per_extra_frame_without_cache": b}
+                for r, s, b in zip(rows, slopes, no_cache)]
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
     return 0
 
 

@@ -24,7 +24,8 @@ REPO = Path(__file__).parents[2]
 CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 16, 10, (160, 90)
 SHAPES_SIZE = (320, 240)
 # Centres of the shapes drawn by write_shapes_image, as fractions of the image size (Editor.click coordinates).
-SHAPES = {"red_circle": (0.22, 0.33), "blue_rectangle": (0.73, 0.38), "green_triangle": (0.42, 0.80)}
+SHAPES = {"red_circle": (0.22, 0.33), "blue_rectangle": (0.73, 0.38), "green_triangle": (0.42, 0.80),
+          "yellow_square": (0.86, 0.81)}
 
 
 def write_clip(path: Path) -> Path:
@@ -40,13 +41,14 @@ def write_clip(path: Path) -> Path:
 
 
 def write_shapes_image(path: Path, shift_x: int = 0) -> Path:
-    """A 320x240 PNG: red circle, blue rectangle, green triangle on grey (centres in ``SHAPES``; ``shift_x`` moves
-    the circle right by that many pixels, to make frame lists)."""
+    """A 320x240 PNG: red circle, blue rectangle, green triangle, yellow square on grey (centres in ``SHAPES``;
+    ``shift_x`` moves the circle right by that many pixels, to make frame lists)."""
     image = Image.new("RGB", SHAPES_SIZE, (235, 235, 225))
     draw = ImageDraw.Draw(image)
     draw.ellipse((30 + shift_x, 40, 110 + shift_x, 120), fill=(220, 30, 30))
     draw.rectangle((180, 50, 290, 130), fill=(30, 60, 220))
     draw.polygon([(60, 220), (140, 140), (220, 220)], fill=(30, 170, 60))
+    draw.rectangle((255, 175, 295, 215), fill=(230, 200, 30))
     return writers.write_image(np.asarray(image), path)
 
 

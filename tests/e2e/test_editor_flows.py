@@ -62,19 +62,21 @@ def _click(editor, shape: str, alt: bool = False, hide: bool = True):
     return editor.click(*SHAPES[shape] if isinstance(shape, str) else shape, alt=alt, expect=True)
 
 
+@pytest.mark.parametrize("count", [2, 3, 4])
 @pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
-def test_three_objects_clicked_one_after_another_are_three_regions(label_studio, backend_server, editor, auto_accept):
-    project, task = _image_project(label_studio, backend_server, f"three-objects-{auto_accept}")
+def test_objects_clicked_one_after_another_are_as_many_regions(label_studio, backend_server, editor, auto_accept,
+                                                                count):
+    project, task = _image_project(label_studio, backend_server, f"objects-{count}-{auto_accept}")
     _start_clicking(editor, project, task, auto_accept)
-    replies = [_brush_ids(_click(editor, shape)) for shape in ("red_circle", "blue_rectangle", "green_triangle")]
-    editor.screenshot("three-clicks")
+    replies = [_brush_ids(_click(editor, shape)) for shape in list(SHAPES)[:count]]
+    editor.screenshot(f"{count}-clicks")
     _accept_pending(editor)
     editor.submit()
     editor.screenshot("submitted")
     ids = {i for reply in replies for i in reply}
     decided = _decisions(backend_server, task)
     created = [region for action, region in decided.values() if action == "starts new object"]
-    assert len(decided) == 3 and len(set(created)) == len(created) >= 1, decided  # each click decided once
+    assert len(decided) == count and len(set(created)) == len(created) >= 1, decided  # each click decided once
     assert ids <= set(created) and all(OURS.fullmatch(i) for i in ids), (replies, decided)
     # Auto-Accept on: every answer was accepted; off: each answer replaced the pending suggestions, and ✓
     # accepted the last one (the backend re-sends every pending object in each answer)
@@ -187,15 +189,18 @@ def test_video_box_then_label_tracks_and_keeps_the_drawn_keyframe(label_studio, 
     assert any(k["frame"] == 6 for k in saved[0]["value"]["sequence"])
 
 
-def test_backend_restart_mid_task_never_reuses_an_id(label_studio, e2e_env, editor, tmp_path):
+@pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
+def test_backend_restart_mid_task_never_reuses_an_id(label_studio, e2e_env, editor, tmp_path, auto_accept):
     server = BackendServer(e2e_env, tmp_path / "backend-1.log").wait()
     try:
-        project, task = _image_project(label_studio, server, "restart")
-        _start_clicking(editor, project, task, auto_accept=True)
+        project, task = _image_project(label_studio, server, f"restart-{auto_accept}")
+        _start_clicking(editor, project, task, auto_accept=auto_accept)
         (first,) = _brush_ids(_click(editor, "red_circle"))
+        _accept_pending(editor)  # Auto-Accept off: ✓ before the restart, so the first object is the annotator's
         server.stop()
         server = BackendServer(e2e_env, tmp_path / "backend-2.log", port=server.port).wait()
         second = _click(editor, "green_triangle")
+        _accept_pending(editor)
         editor.submit()
         action, region = _decisions(server, task)[second.context_result[-1]["id"]]
         assert region != first and OURS.fullmatch(region)  # a restart never hands out an id again

@@ -134,6 +134,78 @@ def test_a_plain_click_next_to_the_object_adds_a_missed_part(label_studio, toy_b
          f"strip in the mask {(missed & strip).sum()} -> {(added & strip).sum()} of {strip.sum()} px")
 
 
+@pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
+def test_the_eraser_removes_a_leak_by_hand(label_studio, toy_backend, editor, auto_accept):
+    """README: a brush stroke sends nothing in this editor, so the brush and the eraser fix a mask by hand. Two touching
+    red squares, a box over both: the mask leaks onto the right one; accept it (Auto-Accept, or ✓), select it, erase
+    the right square. Label Studio saves the same region, without the leak."""
+    frame, left, right = _touching_twins(240, 320)
+    project, task = _image_task(label_studio, toy_backend, frame, f"toy-erase-{auto_accept}")
+    editor.open_task(project, task)
+    editor.set_auto_annotation(True)
+    editor.set_auto_accept(auto_accept)
+    editor.select_smart_tool("rectangle")
+    editor.select_label("box", "Object")
+    before = len(editor.interactive_calls)
+    ys, xs = np.nonzero(left | right)
+    editor.drag_box((xs.min() - 4) / 320, (ys.min() - 4) / 240, (xs.max() + 5) / 320, (ys.max() + 5) / 240)
+    (box_call,) = editor.wait_interactive(before, expect=True)
+    (first,) = _brush_ids(box_call)
+    leaked = _returned_mask(box_call, *left.shape)
+    assert (leaked & right).sum() >= 0.3 * right.sum(), "the box gave no leak: nothing to correct"
+    _accept_pending(editor)
+    ys, xs = np.nonzero(right)  # wipe the right square and past its far edges, keep 3 px off the left one
+    edits = _edit_by_hand(editor, first, "eraser", (xs.min() + 3, ys.min() - 3, xs.max() + 4, ys.max() + 4))
+    assert edits == [], [c.summary() for c in edits]  # strokes send nothing: the model never undoes the edit
+    editor.screenshot("erased")
+    editor.submit()
+    erased = _saved_mask(editor, task, *left.shape)
+    assert _saved(editor, task)[0]["id"] == first  # the same object, edited in place
+    assert (erased & right).sum() <= 0.1 * (leaked & right).sum(), (int((leaked & right).sum()),
+                                                                     int((erased & right).sum()))
+    assert not (erased & ~leaked).any()  # erasing only removes
+    assert _iou(erased, left) > _iou(leaked, left), (_iou(leaked, left), _iou(erased, left))
+
+
+@pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
+def test_the_brush_adds_a_missed_part_by_hand(label_studio, toy_backend, editor, auto_accept):
+    """README: accept the mask, select it, paint the missed part with the brush. A red square with a green strip: a
+    click on the red gives the red part; painting the strip adds it to the same region."""
+    frame, truth, strip = _square_with_strip(240, 320)
+    project, task = _image_task(label_studio, toy_backend, frame, f"toy-paint-{auto_accept}")
+    _start_clicking(editor, project, task, auto_accept)
+    first_call = _click(editor, _centre_fraction(truth & ~strip))
+    (first,) = _brush_ids(first_call)
+    missed = _returned_mask(first_call, *truth.shape)
+    assert (missed & strip).sum() <= 0.5 * strip.sum(), "the first mask already had the strip: nothing was missed"
+    _accept_pending(editor)
+    ys, xs = np.nonzero(strip)
+    edits = _edit_by_hand(editor, first, "brush-tool", (xs.min() + 2, ys.min() + 1, xs.max() - 2, ys.max() - 1))
+    assert edits == [], [c.summary() for c in edits]
+    editor.screenshot("painted")
+    editor.submit()
+    painted = _saved_mask(editor, task, *truth.shape)
+    assert _saved(editor, task)[0]["id"] == first
+    assert (painted & strip).sum() >= 0.9 * strip.sum(), (int((missed & strip).sum()), int((painted & strip).sum()))
+    assert _iou(painted, truth) > _iou(missed, truth), (_iou(missed, truth), _iou(painted, truth))
+
+
+def _edit_by_hand(editor, region_id: str, tool: str, box_px: tuple[int, int, int, int],
+                  size_hw: tuple[int, int] = (240, 320)) -> list:
+    """Select the accepted mask ``region_id``, pick ``tool`` (``brush-tool`` or ``eraser``) and sweep it over
+    ``box_px`` (x1, y1, x2, y2 in image pixels) in one zigzag stroke, rows 3 px apart; the interactive calls that
+    caused (expected: none)."""
+    editor.select_region(region_id, via="store")
+    editor.select_tool(tool)
+    height, width = size_hw
+    x1, y1, x2, y2 = box_px
+    rows = np.arange(y1, y2 + 1, 3)
+    points = [((x2 if n % 2 else x1) if k else (x1 if n % 2 else x2), y) for n, y in enumerate(rows) for k in (0, 1)]
+    before = len(editor.interactive_calls)
+    editor.drag([(x / width, y / height) for x, y in points], steps=4)
+    return editor.wait_interactive(before, expect=False, settle_s=2.5)  # a stroke would debounce 1.2 s
+
+
 def test_a_box_on_a_middle_frame_is_tracked_through_the_video(label_studio, toy_backend, editor):
     ls = label_studio
     clip = make_clip(EVAL_SEED_START + 800, VIDEO)
