@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from backend.converters.annotation import MediaShape
-from backend.errors import PromptError
+from backend.errors import MediaError, PromptError
 from backend.label_config import parse_label_config
 from backend.ls_client import LabelStudioClient
 from backend.media import MediaFetcher
@@ -24,6 +24,7 @@ from finetune.convert import LabeledTask, task_to_samples
 from finetune.gather import GatheredAnnotation, gather
 from finetune.sample import TrainSample, split_by_task
 from finetune.settings import FinetuneSettings
+from unipixel_model.errors import UniPixelInputError
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ class FinetuneRun:
             return self._record({"status": "nothing to train", "tasks": len(gathered.annotations),
                                  "holdout_samples": len(holdout), "source": gathered.source,
                                  "skipped_tasks": self.skipped_tasks,
-                                 "reason": nothing_to_train(self.project_id, gathered.annotations, len(holdout))})
+                                 "reason": nothing_to_train(self.project_id, gathered.annotations, len(holdout),
+                                                            self.skipped_tasks)})
         from finetune.trainer import Trainer
 
         trainer = Trainer.from_recipe(self.recipe, checkpoint=self.settings.model)
@@ -155,10 +157,11 @@ class FinetuneRun:
         fetcher = MediaFetcher(self.settings.media_policy(self.settings.data_dir / "media"), client)
         samples: list[TrainSample] = []
         for item in annotations:
-            task = _labeled_task(item, spec, fetcher)
             try:
-                samples.extend(task_to_samples(task, spec))
-            except PromptError as err:  # one malformed annotation costs its task, not the run
+                samples.extend(task_to_samples(_labeled_task(item, spec, fetcher), spec))
+            except (PromptError, MediaError, UniPixelInputError) as err:
+                # one malformed annotation, or media gone, refused or undecodable since labeling, costs its task,
+                # not the run
                 self.skipped_tasks.append(f"task {item.task_id}: {err}")
                 logger.warning("fine-tune project %d: task %d is left out: %s", self.project_id, item.task_id, err)
         return split_by_task(samples, self.recipe.holdout_fraction)
@@ -185,8 +188,13 @@ class FinetuneRun:
         return {"status": "published", "version": version, "path": str(path)}
 
 
-def nothing_to_train(project_id: int, annotations: list[GatheredAnnotation], held_out: int) -> str:
+def nothing_to_train(project_id: int, annotations: list[GatheredAnnotation], held_out: int,
+                     skipped: list[str] = ()) -> str:
     """Why a run found no training sample, in the words the annotator and the operator need."""
+    if annotations and len(skipped) == len(annotations):
+        shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        return (f"all {len(annotations)} annotated task(s) of project {project_id} were left out: {shown}. Fix the "
+                "annotations or make their media readable again, then press Start Training")
     if not annotations:
         return (f"project {project_id} has no submitted annotations in Label Studio; label some tasks, submit them, "
                 "then press Start Training")

@@ -141,6 +141,38 @@ def test_a_malformed_annotation_leaves_out_its_task_not_the_run(tmp_path, caplog
     assert "fine-tune project 16: task 60 is left out: item_index 7 is out of range" in caplog.text
 
 
+def test_a_task_whose_media_cannot_be_read_is_left_out_not_the_run(tmp_path, caplog):
+    """Media gone since labeling (a deleted file), refused (outside the allowed roots) or not decodable costs its task
+    (logged, listed in ``skipped_tasks``); the other tasks still train."""
+    from finetune.settings import FinetuneSettings as Settings
+    from finetune.jobs import FinetuneRun
+
+    frames = [str(p) for p in write_frames(tmp_path / "clip", count=3)]
+    broken = tmp_path / "clip" / "broken.png"
+    broken.write_bytes(b"not a png")
+    mask = np.zeros((HEIGHT, WIDTH), bool)
+    mask[10:30, 5:25] = True
+    brush = {"id": "o-f1", "from_name": "mask", "to_name": "frames", "type": "brushlabels", "item_index": 0,
+             "original_width": WIDTH, "original_height": HEIGHT,
+             "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Person"]}}
+    settings = Settings(data_dir=tmp_path / "data", local_roots=(tmp_path / "clip",))
+    run = FinetuneRun(settings, {"project_id": 17, "recipe": "tiny", "recipe_overrides": {"holdout_fraction": 0.0}})
+    tasks = {70: [str(tmp_path / "clip" / "deleted.png")] + frames[1:], 71: ["/etc/hostname"] + frames[1:],
+             72: [str(broken)] + frames[1:], 73: frames}
+    with caplog.at_level("WARNING"):
+        train, _ = run.samples(config("video_masks"), [GatheredAnnotation(task, {"frames": media}, 1, [brush], "t")
+                                                       for task, media in tasks.items()])
+    assert {s.task_id for s in train} == {73} and train
+    assert [line.split(":")[0] for line in run.skipped_tasks] == ["task 70", "task 71", "task 72"], run.skipped_tasks
+    for task in (70, 71, 72):
+        assert f"fine-tune project 17: task {task} is left out: " in caplog.text
+    # a run whose every task is left out says so, with the reasons, instead of "nothing this config trains on"
+    from finetune.jobs import nothing_to_train
+
+    reason = nothing_to_train(17, [GatheredAnnotation(70, {}, 1, [brush], "t")], 0, run.skipped_tasks[:1])
+    assert reason.startswith("all 1 annotated task(s) of project 17 were left out: task 70: ") and "no such file" in reason
+
+
 def test_run_evaluates_held_out_tasks_and_refuses_to_publish_a_worse_model(tmp_path, tiny_checkpoint):
     """Held-out J&F and text F1 are computed before and after; an impossible bar publishes nothing."""
     import dataclasses
