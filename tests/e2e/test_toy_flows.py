@@ -7,6 +7,8 @@ The flows are the README's ("Connect it in Label Studio"), driven as in ``test_e
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -224,7 +226,8 @@ def test_a_box_on_a_middle_frame_is_tracked_through_the_video(label_studio, toy_
     editor.select_region()
     before = len(editor.interactive_calls)
     editor.press_label("videoLabels", "Object")  # README: select the box, press its label
-    editor.wait_interactive(before, expect=True, settle_s=5)
+    (call,) = editor.wait_interactive(before, expect=True, settle_s=5)
+    _keep_exchange(editor, "track-request", call)
     for ls_frame in (3, clip.num_frames - 2):  # two frames of the track, for the README and the closing note
         editor.seek_frame(ls_frame)
         editor.screenshot(f"track-frame-{ls_frame}")
@@ -234,6 +237,16 @@ def test_a_box_on_a_middle_frame_is_tracked_through_the_video(label_studio, toy_
     visible = clip.visible_frames(obj, min_pixels=16)
     good = [t for t in visible if boxes[t] is not None and _box_iou(boxes[t], _box(clip.masks[obj, t])) >= 0.5]
     assert len(good) >= 0.8 * len(visible), f"box IoU >= 0.5 on {len(good)} of {len(visible)} visible frames"
+
+
+def _keep_exchange(editor, name: str, call) -> None:
+    """Save what the editor sent (the whole body) and a digest of the reply (ids, types, keyframe counts) as
+    ``<name>.json`` beside the screenshots, for the README and the closing note."""
+    reply = [{"id": r.get("id"), "type": r.get("type"), "from_name": r.get("from_name"),
+              "keyframes": len((r.get("value") or {}).get("sequence") or []) or None,
+              "text": (r.get("value") or {}).get("text")} for r in call.returned_result]
+    (editor.screenshots_dir / f"{name}.json").write_text(json.dumps(
+        {"sent": call.body, "status": call.status, "reply_digest": reply}, indent=1))
 
 
 def _image_task(ls, backend, frame: np.ndarray, name: str) -> tuple[int, int]:
