@@ -89,20 +89,8 @@ def test_clicked_objects_are_saved_with_their_masks(label_studio, toy_backend, e
 def test_an_alt_click_removes_a_leak(label_studio, toy_backend, editor, auto_accept):
     """README: Alt-click the part that leaked. Two touching red squares, a box over both: the mask leaks onto the right
     one; an Alt-click on the right one removes it, and the saved mask is the left one."""
-    frame, left, right = _touching_twins(240, 320)
-    project, task = _image_task(label_studio, toy_backend, frame, f"toy-leak-{auto_accept}")
-    editor.open_task(project, task)
-    editor.set_auto_annotation(True)
-    editor.set_auto_accept(auto_accept)
-    editor.select_smart_tool("rectangle")
-    editor.select_label("box", "Object")
-    before = len(editor.interactive_calls)
-    ys, xs = np.nonzero(left | right)
-    editor.drag_box((xs.min() - 4) / 320, (ys.min() - 4) / 240, (xs.max() + 5) / 320, (ys.max() + 5) / 240)
-    (box_call,) = editor.wait_interactive(before, expect=True)
-    (first,) = _brush_ids(box_call)
-    leaked = _returned_mask(box_call, *left.shape)
-    assert (leaked & right).sum() >= 0.3 * right.sum(), "the box gave no leak: nothing to correct"
+    task, first, leaked, left, right = _box_over_touching_twins(label_studio, toy_backend, editor, "toy-leak",
+                                                                auto_accept)
     editor.select_smart_tool("keypoint")
     correction = _click(editor, _centre_fraction(right), alt=True)
     assert _brush_ids(correction) == [first]  # the same object, corrected in place
@@ -141,20 +129,8 @@ def test_the_eraser_removes_a_leak_by_hand(label_studio, toy_backend, editor, au
     """README: a brush stroke sends nothing in this editor, so the brush and the eraser fix a mask by hand. Two touching
     red squares, a box over both: the mask leaks onto the right one; accept it (Auto-Accept, or ✓), select it, erase
     the right square. Label Studio saves the same region, without the leak."""
-    frame, left, right = _touching_twins(240, 320)
-    project, task = _image_task(label_studio, toy_backend, frame, f"toy-erase-{auto_accept}")
-    editor.open_task(project, task)
-    editor.set_auto_annotation(True)
-    editor.set_auto_accept(auto_accept)
-    editor.select_smart_tool("rectangle")
-    editor.select_label("box", "Object")
-    before = len(editor.interactive_calls)
-    ys, xs = np.nonzero(left | right)
-    editor.drag_box((xs.min() - 4) / 320, (ys.min() - 4) / 240, (xs.max() + 5) / 320, (ys.max() + 5) / 240)
-    (box_call,) = editor.wait_interactive(before, expect=True)
-    (first,) = _brush_ids(box_call)
-    leaked = _returned_mask(box_call, *left.shape)
-    assert (leaked & right).sum() >= 0.3 * right.sum(), "the box gave no leak: nothing to correct"
+    task, first, leaked, left, right = _box_over_touching_twins(label_studio, toy_backend, editor, "toy-erase",
+                                                                auto_accept)
     _accept_pending(editor)
     ys, xs = np.nonzero(right)  # wipe the right square and past its far edges, keep 3 px off the left one
     edits = _edit_by_hand(editor, first, "eraser", (xs.min() + 3, ys.min() - 3, xs.max() + 4, ys.max() + 4))
@@ -247,6 +223,27 @@ def _keep_exchange(editor, name: str, call) -> None:
               "text": (r.get("value") or {}).get("text")} for r in call.returned_result]
     (editor.screenshots_dir / f"{name}.json").write_text(json.dumps(
         {"sent": call.body, "status": call.status, "reply_digest": reply}, indent=1))
+
+
+def _box_over_touching_twins(ls, backend, editor, name: str, auto_accept: bool):
+    """An image task of two touching red squares, a smart box over both: the answer's mask leaks onto the right one
+    (asserted: else there is nothing to correct). Returns (task, region id, leaked mask, left, right), masks bool
+    [240, 320]."""
+    frame, left, right = _touching_twins(240, 320)
+    project, task = _image_task(ls, backend, frame, f"{name}-{auto_accept}")
+    editor.open_task(project, task)
+    editor.set_auto_annotation(True)
+    editor.set_auto_accept(auto_accept)
+    editor.select_smart_tool("rectangle")
+    editor.select_label("box", "Object")
+    before = len(editor.interactive_calls)
+    ys, xs = np.nonzero(left | right)
+    editor.drag_box((xs.min() - 4) / 320, (ys.min() - 4) / 240, (xs.max() + 5) / 320, (ys.max() + 5) / 240)
+    (box_call,) = editor.wait_interactive(before, expect=True)
+    (first,) = _brush_ids(box_call)
+    leaked = _returned_mask(box_call, *left.shape)
+    assert (leaked & right).sum() >= 0.3 * right.sum(), "the box gave no leak: nothing to correct"
+    return task, first, leaked, left, right
 
 
 def _image_task(ls, backend, frame: np.ndarray, name: str) -> tuple[int, int]:
