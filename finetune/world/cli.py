@@ -50,6 +50,21 @@ def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> No
     parser.add_argument("--colours", default=None, help=f"comma list of colours among {', '.join(COLOURS)}")
     parser.add_argument("--resolution", default=None, help="WIDTHxHEIGHT (even numbers); default: several")
     parser.add_argument("--objects", default=None, help="MIN,MAX objects per clip (default 1,4)")
+    parser.add_argument("--motion", default=None, choices=sorted(MOTIONS),
+                        help="only one kind of motion: " + "; ".join(f"{k}: {v[0]}" for k, v in MOTIONS.items()))
+
+
+# Named motion sets for evaluation (the default mixes them all): what each means, and the WorldConfig fields it sets.
+MOTIONS: dict[str, tuple[str, dict]] = {
+    "slow": ("objects stay in view and keep their heading, at the slowest speeds",
+             {"speed_range": (0.004, 0.008), "p_enter": 0.0, "p_leave": 0.0, "p_turn": 0.0}),
+    "fast": ("objects stay in view and keep their heading, at the fastest speeds",
+             {"speed_range": (0.02, 0.025), "p_enter": 0.0, "p_leave": 0.0, "p_turn": 0.0}),
+    "turning": ("every object changes direction once, none enters or leaves",
+                {"p_enter": 0.0, "p_leave": 0.0, "p_turn": 1.0}),
+    "entering": ("every object enters the frame during the clip", {"p_enter": 1.0, "p_leave": 0.0, "p_turn": 0.0}),
+    "leaving": ("every object leaves the frame during the clip", {"p_enter": 0.0, "p_leave": 1.0, "p_turn": 0.0}),
+}
 
 
 def world_config(args: argparse.Namespace) -> WorldConfig:
@@ -65,6 +80,8 @@ def world_config(args: argparse.Namespace) -> WorldConfig:
     if args.objects:
         low, high = (int(v) for v in args.objects.split(","))
         options["objects"] = (low, high)
+    if getattr(args, "motion", None):
+        options.update(MOTIONS[args.motion][1])
     return WorldConfig(**options)
 
 

@@ -711,3 +711,19 @@ def test_write_mp4_without_frames_says_so(tmp_path):
 
     with pytest.raises(ValueError, match="no frames to write"):
         writers.write_mp4(iter(()), tmp_path / "empty.mp4", 10)
+
+
+@pytest.mark.parametrize("motion", ["entering", "leaving"])
+def test_evaluate_motion_sets_give_clips_of_that_motion(motion):
+    """``python -m finetune evaluate --motion entering`` scores only clips whose objects enter the frame (leaving:
+    leave it): the first (last) frames miss every object that the middle of the clip shows."""
+    import argparse
+
+    from finetune.world.cli import world_config
+
+    args = argparse.Namespace(frames=24, shapes=None, colours=None, resolution=None, objects="1,1", motion=motion)
+    config = world_config(args)
+    clips = [make_clip(seed, config) for seed in range(930000, 930006)]
+    edge = 0 if motion == "entering" else -1
+    hidden = [clip.masks[0, edge].sum() < 0.5 * clip.masks[0].reshape(24, -1).sum(1).max() for clip in clips]
+    assert sum(hidden) >= 5, hidden
