@@ -4,9 +4,12 @@ The editor cannot say: with Auto-Accept off it sends every click of a label toge
 object or several, and after ✓ or with Auto-Accept on each click arrives alone. So, on the click's
 frame, in this order (objects still pending in the editor first, then the newest):
 
-1. inside an object's mask: a negative click removes that part from the object; a positive click
-   starts a new object there (the mask already holds the spot, so the annotator means something the
-   mask swallowed: they Alt-click the leak off the first object);
+1. inside an object's mask: a negative click removes that part from the object. A positive click on a
+   frame the object has no click on yet (a frame list's page k, where only its track is) anchors the
+   object there with a conditioning click: clicking the object again on another page corrects it, never
+   makes a second one. A positive click on a frame the object was clicked on starts a new object there
+   (the mask already holds the spot, so the annotator means something the mask swallowed: they Alt-click
+   the leak off the first object);
 2. inside an object's box grown by ``MARGIN`` (outside its mask) -> that object (a positive click
    adds the missed part, a negative one trims an edge);
 3. the object is not tracked or not visible on that frame, and the click is inside its grown box on
@@ -39,7 +42,8 @@ def target_object(ts: TaskSession, point: PointPrompt, prefer: set[str] = frozen
     for obj in order:
         mask = masks[obj.region_id]
         if mask is not None and mask[_clip(point.y_px, mask.shape[0]), _clip(point.x_px, mask.shape[1])]:
-            return None if point.positive else obj
+            swallowed = point.positive and frame in tracks[obj.region_id].prompt_frames
+            return None if swallowed else obj
     for obj in order:
         mask = masks[obj.region_id]
         if mask is not None and _inside(point, mask_to_box_px(mask)):

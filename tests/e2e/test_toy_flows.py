@@ -17,10 +17,12 @@ from finetune.world import writers
 from finetune.world.evaluate import EVAL_SEED_START
 from finetune.world.scene import WorldConfig, make_clip
 from tests.e2e.conftest import BackendServer, create_project
-from tests.e2e.test_editor_flows import _accept_pending, _brush_ids, _click, _saved, _start_clicking
+from tests.e2e.test_editor_flows import _accept_pending, _brush_ids, _click, _decisions, _saved, _start_clicking
 
 STILL = WorldConfig(num_frames=1, resolutions_wh=((320, 240),), objects=(2, 3), backgrounds=("plain",),
                     size_range=(0.2, 0.35), p_distractor=0.0)
+FRAME_LIST = WorldConfig(num_frames=6, resolutions_wh=((320, 240),), objects=(1, 1), backgrounds=("plain",),
+                         size_range=(0.2, 0.3), speed_range=(0.01, 0.015), p_enter=0.0, p_leave=0.0, p_turn=0.0)
 VIDEO = WorldConfig(num_frames=24, resolutions_wh=((320, 240),), objects=(1, 2), backgrounds=("plain",),
                     size_range=(0.2, 0.35), fps=10.0, p_enter=0.0, p_leave=0.0)
 
@@ -223,6 +225,66 @@ def _keep_exchange(editor, name: str, call) -> None:
               "text": (r.get("value") or {}).get("text")} for r in call.returned_result]
     (editor.screenshots_dir / f"{name}.json").write_text(json.dumps(
         {"sent": call.body, "status": call.status, "reply_digest": reply}, indent=1))
+
+
+@pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
+def test_a_frame_list_correction_changes_the_same_object_and_keeps_the_corrected_pages(label_studio, toy_backend,
+                                                                                       editor, auto_accept):
+    """README: in a frame list a click on page k corrects the same object; the pages you clicked are never redone, and
+    after accepting, a correction re-tracks only up to the nearest page you clicked. Click the object on page 1, click
+    it again on page 4, Alt-click the background on page 2: one object throughout, pages 1 and 4 keep their masks, and
+    with Auto-Accept on only pages 2-3 come back from the correction."""
+    ls = label_studio
+    clip = make_clip(EVAL_SEED_START + 900, FRAME_LIST)
+    folder = ls.files_root / f"toy-frame-list-{auto_accept}"
+    paths = [writers.write_image(frame, folder / f"{k:05d}.png") for k, frame in enumerate(clip.frames)]
+    made = create_project(ls, "video_masks", [{"data": {"frames": [ls.local_files_url(p) for p in paths]}}],
+                          backend=toy_backend, storage_dir=folder, title=f"toy frame list {auto_accept}")
+    project, (task,) = made["project"], made["tasks"]
+    _start_clicking(editor, project, task, auto_accept=auto_accept)
+    editor.set_continuous_labeling(True)
+    shown: dict[int, np.ndarray] = {}  # page -> the mask the editor holds before the correction
+    calls = []
+    for page, alt in ((0, False), (3, False), (1, True)):
+        editor.goto_page(page)
+        where = _centre_fraction(clip.masks[0, page]) if not alt else _background_fraction(clip.masks[0, page])
+        calls.append(_click(editor, where, alt=alt, hide=auto_accept))  # accepted masks would catch the click
+        if not alt:
+            shown.update(_pages(calls[-1], *clip.size_hw))
+    corrected = _pages(calls[-1], *clip.size_hw)
+    decided = _decisions(toy_backend, task)
+    first_object = decided[calls[0].context_result[-1]["id"]][1]
+    assert [decided[c.context_result[-1]["id"]] for c in calls] == [
+        ("starts new object", first_object), ("adds to", first_object), ("removes from", first_object)], decided
+    if auto_accept:  # the stretch between the clicked pages 1 and 4, nothing else
+        assert set(corrected) <= {1, 2}, sorted(corrected)
+    editor.screenshot("page-2-corrected")
+    _accept_pending(editor)
+    editor.submit()
+    saved = {r["item_index"]: (r["id"], ls_rle_to_mask(r["value"]["rle"], *clip.size_hw)) for r in _saved(editor, task)}
+    assert len({region.rsplit("-f", 1)[0] for region, _ in saved.values()}) == 1, sorted(saved)  # one object
+    assert set(saved) == set(range(clip.num_frames)), sorted(saved)
+    for page in (0, 3):  # the clicked pages: never redone by a later correction
+        assert np.array_equal(saved[page][1], shown[page]), f"page {page + 1} (clicked) changed"
+    for page in set(range(clip.num_frames)) - set(corrected):
+        assert np.array_equal(saved[page][1], shown[page]), f"page {page + 1} changed without coming back"
+    ious = {page + 1: round(_iou(saved[page][1], clip.masks[0, page]), 3) for page in range(clip.num_frames)}
+    print(f"frame list (auto_accept={auto_accept}): saved mask IoU per page {ious}")
+    _bar(min(ious.values()) >= 0.5 and min(ious[1], ious[4]) >= 0.7, f"saved mask IoU per page {ious}")
+
+
+def _pages(call, height: int, width: int) -> dict[int, np.ndarray]:
+    """The masks of an answer by 0-based page (``item_index``); one object."""
+    assert call is not None and call.status == 200 and not call.errors, call and call.response
+    return {r["item_index"]: ls_rle_to_mask(r["value"]["rle"], height, width) for r in call.returned_result
+            if r["type"] == "brushlabels"}
+
+
+def _background_fraction(mask: np.ndarray) -> tuple[float, float]:
+    """A point 12 px right of ``mask``'s box (or left of it at the right edge), as fractions of the image."""
+    ys, xs = np.nonzero(mask)
+    x = xs.max() + 12 if xs.max() + 12 < mask.shape[1] else xs.min() - 12
+    return (x + 0.5) / mask.shape[1], (ys.mean() + 0.5) / mask.shape[0]
 
 
 def _box_over_touching_twins(ls, backend, editor, name: str, auto_accept: bool):

@@ -51,6 +51,17 @@ def test_negative_click_on_a_mask_corrects_that_object_and_positive_click_there_
     assert target_object(ts, PointPrompt(44, 44, 0, positive=True)) is None  # something the mask swallowed
 
 
+def test_positive_click_on_a_mask_on_a_page_the_object_has_no_click_on_anchors_that_object():
+    """Frame lists: clicking the object again on page k (where only its track is) corrects the same object there with
+    a conditioning click, never a new one. On a page it was clicked on, a click inside the mask is still new."""
+    ts = _session(_track(1, {0: (4, 4, 8, 8), 1: (5, 4, 9, 8), 2: (6, 4, 10, 8), 3: (7, 4, 11, 8)}))
+    assert target_object(ts, PointPrompt(34, 24, 2)).region_id == "r1"  # inside the tracked mask on frame 2
+    assert target_object(ts, PointPrompt(24, 24, 0)) is None  # frame 0 carried its click: something swallowed
+    other = _track(2, {0: (12, 12, 16, 16), 2: (12, 12, 16, 16)})
+    ts = _session(_track(1, {0: (4, 4, 8, 8), 2: (6, 4, 10, 8)}), other)
+    assert target_object(ts, PointPrompt(56, 56, 2)).region_id == "r2"  # on object 2's mask: object 2, not 1
+
+
 def test_positive_click_next_to_an_object_adds_to_it_and_far_away_starts_a_new_one():
     ts = _session(_track(1, {0: (4, 4, 8, 8)}))  # 16..32 px; grown by 15% of 16 px + 3 px
     assert target_object(ts, PointPrompt(34, 20, 0)).region_id == "r1"
