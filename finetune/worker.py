@@ -34,15 +34,18 @@ def run_worker(settings: FinetuneSettings, burst: bool = False) -> int:
     redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.train_queue, connection=redis, serializer=JSONSerializer)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    recover_abandoned(queue, settings)
-    delay_s = 1.0
+    delay_s, recovered, worker = 1.0, False, None
     while True:
-        worker = Worker([queue], connection=redis, serializer=JSONSerializer)
-        try:
+        try:  # everything that talks to Redis: a worker may start before Redis, or retry while it is still down
+            if not recovered:
+                recover_abandoned(queue, settings)
+                recovered = True
+            worker = Worker([queue], connection=redis, serializer=JSONSerializer)
             worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
             return 0
         except RedisConnectionError as err:  # a Redis restart must not end the worker: wait for it, then go on
-            if getattr(worker, "_stop_requested", False):
+            # a SIGTERM/SIGINT already asked RQ to stop (RQ's own stop talks to Redis, and may be what failed)
+            if getattr(worker, "_stop_requested", False) or getattr(worker, "_shutdown_requested_date", None):
                 return 0
             # RQ's handlers only flag a stop for its loop: while waiting here, SIGTERM/SIGINT act at once again
             signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -192,6 +192,41 @@ def _disk_full_after(max_bytes: int):
     return limit
 
 
+def test_a_worker_started_while_redis_is_down_waits_for_it_then_trains(finetune_env):
+    """Redis not up yet when the worker starts (compose ordering), or still down when the worker retries after an
+    outage: the worker waits with backoff (it died with a traceback in ``Worker(...)`` and ``recover_abandoned``,
+    outside the retry; the Redis-restart test below hit it now and then), and once Redis is up it serves the queue."""
+    from tests.services import RedisServer, free_port
+
+    tmp_path, env = finetune_env
+    late = RedisServer(port=free_port())
+    env = {**env, "REDIS_URL": late.url}
+    log_path = tmp_path / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "finetune", "worker"], env=env, cwd=REPO,
+                              stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while log_path.read_text().count("unreachable") < 2 and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)  # two failed attempts: the retry itself survives Redis being down
+        assert worker.poll() is None and log_path.read_text().count("unreachable") >= 2, log_path.read_text()[-3000:]
+        late.start()
+        try:
+            job = _enqueue(env, late.url)
+            while time.monotonic() < deadline + 240 and job.get_status(refresh=True) not in ("finished", "failed"):
+                time.sleep(1)
+            assert job.get_status() == "finished", log_path.read_text()[-3000:]
+            assert worker.poll() is None  # still serving
+        finally:
+            late.stop()
+        # a SIGTERM while Redis is down still stops it (RQ's stop talks to Redis; it retried for ever before)
+        os.killpg(worker.pid, signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, log_path.read_text()[-3000:]
+    finally:
+        if worker.poll() is None:  # a failed assert above: never leave the worker behind
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+
+
 def test_redis_restarted_mid_training_the_run_still_publishes(finetune_env, redis_server):
     """Redis goes away for a few seconds while the horse trains (and comes back empty: no persistence). Progress
     updates fail meanwhile; the training goes on and publishes, and the worker survives."""
