@@ -7,8 +7,8 @@ A worker killed outright (SIGKILL, OOM killer, power loss) leaves its job "start
 notices once the job's heartbeat lapses and a worker cleans the registries. So a starting worker
 first looks for runs whose worker on this host is gone (:func:`recover_abandoned`): each is marked
 failed with the reason, and the project's run is queued again; it gathers every annotation anew.
-A Redis restart does not end the worker either: it waits for Redis and goes on (the work horse of a
-running job keeps training; its progress updates are best-effort).
+A Redis restart does not end the worker either, nor Redis not being up yet when it starts: it waits for Redis
+and goes on (the work horse of a running job keeps training; its progress updates are best-effort).
 """
 
 from __future__ import annotations
