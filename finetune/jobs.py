@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from backend.converters.annotation import MediaShape
@@ -189,10 +190,14 @@ class FinetuneRun:
 
 
 def nothing_to_train(project_id: int, annotations: list[GatheredAnnotation], held_out: int,
-                     skipped: list[str] = ()) -> str:
-    """Why a run found no training sample, in the words the annotator and the operator need."""
+                     skipped: Sequence[str] = ()) -> str:
+    """Why a run found no training sample, in the words the annotator and the operator need.
+
+    Args:
+        skipped: ``"task <id>: <reason>"`` per task left out (malformed annotation, media unreadable).
+    """
+    shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
     if annotations and len(skipped) == len(annotations):
-        shown = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         return (f"all {len(annotations)} annotated task(s) of project {project_id} were left out: {shown}. Fix the "
                 "annotations or make their media readable again, then press Start Training")
     if not annotations:
@@ -204,7 +209,7 @@ def nothing_to_train(project_id: int, annotations: list[GatheredAnnotation], hel
     kinds = sorted({str(r.get("type")) for a in annotations for r in a.result if isinstance(r, dict)})
     return (f"the {len(annotations)} annotation(s) of project {project_id} hold nothing this labeling config trains "
             f"on (region types found: {', '.join(kinds) or 'none'}); it needs masks, boxes or box tracks of the "
-            "config's own controls, or a query with its masks")
+            "config's own controls, or a query with its masks" + (f"; left out: {shown}" if skipped else ""))
 
 
 def _labeled_task(item: GatheredAnnotation, spec, fetcher: MediaFetcher) -> LabeledTask:

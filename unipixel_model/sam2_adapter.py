@@ -55,10 +55,6 @@ class FrameFeatures:
         return FrameFeatures([x.to(device) for x in self.vision_feats],
                              [x.to(device) for x in self.vision_pos], self.feat_sizes)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.vision_feats + self.vision_pos)
-
 
 class UniPixelSAM2(SAM2Base):
     """``SAM2Base`` with the hidden-token prompt path of UniPixel's SAM 2 fork.

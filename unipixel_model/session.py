@@ -244,7 +244,8 @@ class InferenceSession:
 
     @property
     def cache_bytes(self) -> int:
-        """Bytes the session's SAM 2 feature cache holds now (at most ``feature_cache_bytes``)."""
+        """Bytes the session's SAM 2 feature cache holds now: at most ``feature_cache_bytes``, or the one frame being
+        read when a single frame's features are larger than that."""
         return self.features.nbytes
 
     def new_object_id(self) -> int:
@@ -317,7 +318,7 @@ class InferenceSession:
 
     def _new_object(self, prompts: list[ConditioningPrompt], directions: tuple[str, ...],
                     obj_id: int | None = None) -> MaskTrack:
-        obj_id = obj_id if obj_id is not None else max(self.objects, default=0) + 1
+        obj_id = obj_id if obj_id is not None else self.new_object_id()
         track = self._track(obj_id, prompts, directions)
         self.objects[obj_id] = SessionObject(obj_id, prompts, track, directions)
         return track

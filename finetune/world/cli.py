@@ -80,7 +80,7 @@ def world_config(args: argparse.Namespace) -> WorldConfig:
     if args.objects:
         low, high = (int(v) for v in args.objects.split(","))
         options["objects"] = (low, high)
-    if getattr(args, "motion", None):
+    if args.motion:
         options.update(MOTIONS[args.motion][1])
     return WorldConfig(**options)
 

@@ -48,6 +48,15 @@ def _start_clicking(editor, project: int, task: int, auto_accept: bool) -> None:
     editor.select_smart_tool("keypoint")
 
 
+def _start_boxing(editor, project: int, task: int, auto_accept: bool) -> None:
+    """README: Auto-Annotation on, Auto-Detect rectangle, the ``box`` label selected: ready to drag a box."""
+    editor.open_task(project, task)
+    editor.set_auto_annotation(True)
+    editor.set_auto_accept(auto_accept)
+    editor.select_smart_tool("rectangle")
+    editor.select_label("box", "Object")
+
+
 def _accept_pending(editor) -> None:
     """README: with Auto-Accept off, press ✓ (accept all) before Submit, so only accepted masks are saved."""
     if editor.state().get("suggestions"):
@@ -109,11 +118,7 @@ def test_alt_click_corrects_the_same_object(label_studio, backend_server, editor
 
 def test_box_and_text_query_each_add_an_object(label_studio, backend_server, editor):
     project, task = _image_project(label_studio, backend_server, "box-and-text")
-    editor.open_task(project, task)
-    editor.set_auto_annotation(True)
-    editor.set_auto_accept(True)
-    editor.select_smart_tool("rectangle")
-    editor.select_label("box", "Object")
+    _start_boxing(editor, project, task, auto_accept=True)
     before = len(editor.interactive_calls)
     editor.drag_box(0.55, 0.19, 0.92, 0.57)
     (box_call,) = editor.wait_interactive(before, expect=True)

@@ -17,7 +17,8 @@ from finetune.world import writers
 from finetune.world.evaluate import EVAL_SEED_START
 from finetune.world.scene import WorldConfig, make_clip
 from tests.e2e.conftest import BackendServer, create_project
-from tests.e2e.test_editor_flows import _accept_pending, _brush_ids, _click, _decisions, _saved, _start_clicking
+from tests.e2e.test_editor_flows import (_accept_pending, _brush_ids, _click, _decisions, _saved, _start_boxing,
+                                          _start_clicking)
 
 STILL = WorldConfig(num_frames=1, resolutions_wh=((320, 240),), objects=(2, 3), backgrounds=("plain",),
                     size_range=(0.2, 0.35), p_distractor=0.0)
@@ -283,7 +284,7 @@ def _pages(call, height: int, width: int) -> dict[int, np.ndarray]:
 def _background_fraction(mask: np.ndarray) -> tuple[float, float]:
     """A point 12 px right of ``mask``'s box (or left of it at the right edge), as fractions of the image."""
     ys, xs = np.nonzero(mask)
-    x = xs.max() + 12 if xs.max() + 12 < mask.shape[1] else xs.min() - 12
+    x = xs.max() + 12 if xs.max() + 12 < mask.shape[1] else max(0, xs.min() - 12)
     return (x + 0.5) / mask.shape[1], (ys.mean() + 0.5) / mask.shape[0]
 
 
@@ -293,11 +294,7 @@ def _box_over_touching_twins(ls, backend, editor, name: str, auto_accept: bool):
     [240, 320]."""
     frame, left, right = _touching_twins(240, 320)
     project, task = _image_task(ls, backend, frame, f"{name}-{auto_accept}")
-    editor.open_task(project, task)
-    editor.set_auto_annotation(True)
-    editor.set_auto_accept(auto_accept)
-    editor.select_smart_tool("rectangle")
-    editor.select_label("box", "Object")
+    _start_boxing(editor, project, task, auto_accept)
     before = len(editor.interactive_calls)
     ys, xs = np.nonzero(left | right)
     editor.drag_box((xs.min() - 4) / 320, (ys.min() - 4) / 240, (xs.max() + 5) / 320, (ys.max() + 5) / 240)
