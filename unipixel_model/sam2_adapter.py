@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from unipixel_model import _tv_shim  # noqa: F401  (sam2 imports torchvision)
+from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 
 # Nodes that the official fork builds from kwargs (their `_target_` lines are commented out
@@ -29,7 +30,26 @@ _FORK_NODE_TARGETS = {
     ("memory_attention", "layer", "cross_attention"): "sam2.modeling.sam.transformer.RoPEAttention",
     ("memory_encoder", "fuser", "layer"): "sam2.modeling.memory_encoder.CXBlock",
 }
+# SAM 2's sine positional encodings (FPN neck, memory encoder), built as one shared copy per size.
+_POSITION_ENCODING_NODES = (("image_encoder", "neck", "position_encoding"), ("memory_encoder", "position_encoding"))
+_STOCK_POSITION_ENCODING = "sam2.modeling.position_encoding.PositionEmbeddingSine"
 _PACKAGE_CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class SharedPositionEmbeddingSine(PositionEmbeddingSine):
+    """The stock sine encoding with one copy per feature size, handed to every batch item as an expanded view.
+
+    The encoding depends on the feature size only, yet the stock ``_pe`` repeats it for each item of every call (a
+    4-frame encoding chunk at 1024 px: 4 x 85 MiB made and freed each time; every tracked frame's memory kept its own
+    copy) and caches a view into its first call's whole batch. Values are the stock ones, bit for bit.
+    """
+
+    @torch.no_grad()
+    def _pe(self, B, device, *cache_key):  # noqa: N803 (the stock signature)
+        if cache_key not in self.cache:
+            super()._pe(1, device, *cache_key)  # one item: the cache keeps a [C, H, W] tensor of its own
+        return self.cache[cache_key].to(device)[None].expand(B, -1, -1, -1)
+
 
 
 @dataclass
@@ -298,6 +318,10 @@ def build_sam2(yaml_path: Path, image_size: int, inference_mode: bool) -> UniPix
         node = OmegaConf.select(model_cfg, ".".join(path))
         if node is not None and "_target_" not in node:
             node["_target_"] = target
+    for path in _POSITION_ENCODING_NODES:
+        node = OmegaConf.select(model_cfg, ".".join(path))
+        if node is not None and node.get("_target_") == _STOCK_POSITION_ENCODING:
+            node["_target_"] = f"{SharedPositionEmbeddingSine.__module__}.{SharedPositionEmbeddingSine.__name__}"
     model_cfg["_target_"] = f"{UniPixelSAM2.__module__}.{UniPixelSAM2.__name__}"
     model_cfg["image_size"] = image_size
     model_cfg["inference_mode"] = inference_mode

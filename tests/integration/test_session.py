@@ -166,3 +166,30 @@ def test_llm_frame_indices_keep_prompt_frames():
     assert llm_frame_indices(5, [3]) == (0, 1, 2, 3, 4)
     with pytest.raises(UniPixelInputError, match="17 distinct prompt frames; the LLM sees at most 16"):
         llm_frame_indices(100, list(range(17)))
+
+
+def _one_copy(tensor: torch.Tensor) -> bool:
+    """True when ``tensor``'s storage holds just its own elements (not a batch it was repeated into or sliced from)."""
+    return tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+
+
+def test_sam2_positional_encodings_are_one_copy_shared_by_every_frame_and_object(golden_model):
+    """SAM 2's sine encodings are the same for every frame of an encoding chunk and every object of a memory. The stock
+    module repeats them per item at every call (a 4-frame chunk at 1024 px: 4 x 85 MiB) and its cache keeps a view into
+    the first call's whole batch. Ours hand out one shared copy per feature size, with the stock values."""
+    from sam2.modeling.position_encoding import PositionEmbeddingSine
+
+    sam2 = golden_model.sam2
+    side = sam2.image_size
+    frames = sam2.encode_frames(torch.zeros(4, 3, side, side))
+    assert [_one_copy(pos) for pos in frames[0].vision_pos] == [True] * len(frames[0].vision_pos)
+    modules = [m for m in sam2.modules() if isinstance(m, PositionEmbeddingSine)]
+    assert len(modules) == 2  # the image encoder's FPN neck and the memory encoder
+    for module in modules:
+        stock = PositionEmbeddingSine(2 * module.num_pos_feats, module.temperature, module.normalize, module.scale,
+                                      warmup_cache=False)
+        batch = torch.zeros(3, 8, 7, 9)  # a size no cache holds yet: the first call for it has 3 items
+        ours = module(batch)
+        assert torch.equal(ours, stock(batch))
+        assert _one_copy(ours[0]) and ours.shape == (3, 2 * module.num_pos_feats, 7, 9)
+        assert [_one_copy(cached) for cached in module.cache.values()] == [True] * len(module.cache)
