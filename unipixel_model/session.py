@@ -210,9 +210,9 @@ class InferenceSession:
         if previous is not None and previous.point_coords is not None:
             coords = torch.cat([previous.point_coords, coords], dim=1)
             new_labels = torch.cat([previous.point_labels, new_labels], dim=1)
-        prev_logits = entry.track.low_res_logits[frame_idx][None, None].clone()
-        if not torch.isfinite(prev_logits).all():  # frame never tracked: clicks alone
-            prev_logits = None
+        prev_logits = None  # a frame never tracked: clicks alone
+        if frame_idx in entry.track.frame_idx:
+            prev_logits = entry.track.low_res_logits[frame_idx][None, None].clone()
         prompt = ConditioningPrompt(frame_idx, hidden=previous.hidden if previous else None, point_coords=coords,
                                     point_labels=new_labels, prev_logits=prev_logits)
         prompts = [p for p in entry.prompts if p.frame_idx != frame_idx] + [prompt]
@@ -447,13 +447,17 @@ _IN_MEMORY_LOGITS_BYTES = 32 << 20
 
 
 def _logit_store(total: int, side: int) -> torch.Tensor:
-    """float32 [total, side, side] filled with -inf (untracked); disk-backed for long videos."""
+    """float32 [total, side, side] low-res logits, disk-backed for long videos.
+
+    Untracked frames hold -inf in memory and 0 on disk (the file is left sparse: filling it wrote every frame when
+    the object was created, 2.5 GiB for 18,000 frames at 768 px); both read as empty masks, and the track's
+    ``object_scores`` (NaN) say which frames were tracked.
+    """
     if total * side * side * 4 <= _IN_MEMORY_LOGITS_BYTES:
         return torch.full((total, side, side), float("-inf"))
     tmp = tempfile.TemporaryFile(prefix="unipixel-logits-")
     tmp.truncate(total * side * side * 4)
     store = np.memmap(tmp, dtype=np.float32, mode="r+", shape=(total, side, side))
-    store[:] = -np.inf
     return torch.from_numpy(store)  # the mapping outlives the (already unlinked) file
 
 

@@ -23,7 +23,8 @@ class MaskTrack:
     Attributes:
         obj_id: the object's id in the session's memory bank ([1], [2], ...).
         frame_size_hw: original (H, W).
-        low_res_logits: float32 [T, h, w]; untracked frames hold -inf.
+        low_res_logits: float32 [T, h, w]; untracked frames hold -inf, or 0 in a long video's disk-backed store
+            (either reads as an empty mask; ``frame_idx`` lists the tracked frames).
         object_scores: float32 [T] object-visibility logits (NaN where untracked).
         ious: float32 [T] predicted IoU of the selected mask (NaN where untracked).
         prompt_frames: frames that carried a prompt.

@@ -193,3 +193,31 @@ def test_sam2_positional_encodings_are_one_copy_shared_by_every_frame_and_object
         assert torch.equal(ours, stock(batch))
         assert _one_copy(ours[0]) and ours.shape == (3, 2 * module.num_pos_feats, 7, 9)
         assert [_one_copy(cached) for cached in module.cache.values()] == [True] * len(module.cache)
+
+
+def _rss_file_mib() -> float:
+    """File-backed resident memory of this process (MiB): where a disk-backed track's touched pages show."""
+    line = next(l for l in open("/proc/self/status").read().splitlines() if l.startswith("RssFile:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_a_long_video_track_holds_only_the_frames_tracked_so_far(golden_model, golden_tokenizer):
+    """Beyond 32 MiB a track's low-res logits live in a temporary file. Marking every frame untracked by filling it
+    with -inf wrote the whole file when the object was created: for 18,000 frames at 768 px, 2.5 GiB resident and
+    seconds before the first frame, for every new object. Untracked frames now read as empty masks without a write
+    (the track's ``frame_idx`` says which frames were tracked), and a correction on one still uses clicks alone."""
+    frames = np.zeros((600, 48, 64, 3), np.uint8)  # 600 x 192 x 192 float32 logits: 84 MiB, disk-backed
+    frames[:, 10:30, 20:40] = 200
+    box = BoxPrompt(20.0, 10.0, 40.0, 30.0, 0)
+    InferenceSession.open(golden_model, golden_tokenizer, frames[:8]).refer({1: box}, ask=False)  # code paged in
+    session = InferenceSession.open(golden_model, golden_tokenizer, frames)
+    session.track_budget_s = 0.0  # the prompted frame and one more, then the call returns
+    before = _rss_file_mib()
+    track = session.refer({1: box}, ask=False).tracks[0]
+    grown = _rss_file_mib() - before
+    store_mib = track.low_res_logits.numel() * track.low_res_logits.element_size() / 2 ** 20
+    assert store_mib > 32 and grown < store_mib / 8, (grown, store_mib)
+    untracked = [f for f in range(600) if f not in track.frame_idx]
+    assert len(untracked) > 590 and not track.mask(untracked[-1]).any()
+    corrected = session.refine(1, [PointPrompt(x_px=30.0, y_px=20.0, frame_idx=untracked[-1])])
+    assert untracked[-1] in corrected.frame_idx
