@@ -10,9 +10,13 @@ a ``numpy.memmap`` maps every page touched into the process: 0.22 MiB of residen
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from unipixel_model.errors import MediaDecodeError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 DEFAULT_FPS = 25.0
+# Left free under TMPDIR after decoding: the disk may hold Label Studio's database, Redis and the logs too.
+DISK_RESERVE_BYTES = 1 << 30
 
 
 @dataclass
@@ -113,12 +119,14 @@ def _from_directory(path: Path, max_frames: int | None) -> Frames:
     if max_frames is not None and len(files) > max_frames:
         raise MediaDecodeError(f"{path} has {len(files)} frames; the limit is {max_frames}")
     first = _read_image(files[0])
+    _check_room(len(files), first.shape, path)
     tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
-    for i, file in enumerate(files):
-        frame = first if i == 0 else _read_image(file)
-        if frame.shape != first.shape:
-            raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, the first frame is {first.shape[:2]}")
-        tmp.write(np.ascontiguousarray(frame).tobytes())  # streamed to disk: flat RAM
+    with _disk_full_is_clear(path):
+        for i, file in enumerate(files):
+            frame = first if i == 0 else _read_image(file)
+            if frame.shape != first.shape:
+                raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, the first frame is {first.shape[:2]}")
+            tmp.write(np.ascontiguousarray(frame).tobytes())  # streamed to disk: flat RAM
     return _stored(tmp, len(files), first.shape, DEFAULT_FPS)
 
 
@@ -129,23 +137,61 @@ def _from_video(path: Path, max_frames: int | None) -> Frames:
     if not capture.isOpened():
         raise MediaDecodeError(f"cannot open video {path}: not a video file OpenCV can decode")
     fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
+    expected = max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # the container's count: an estimate
+    expected = min(expected, max_frames or expected)  # no more are ever written
     tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
     count, shape = 0, None
-    try:
-        while True:
-            ok, bgr = capture.read()
-            if not ok:
-                break
-            count += 1
-            if max_frames is not None and count > max_frames:
-                raise MediaDecodeError(f"{path} has more than {max_frames} frames; the limit is {max_frames}")
-            shape = shape or bgr.shape
-            tmp.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).tobytes())  # streamed to disk: flat RAM
-    finally:
-        capture.release()
+    with _disk_full_is_clear(path):
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                count += 1
+                if max_frames is not None and count > max_frames:
+                    raise MediaDecodeError(f"{path} has more than {max_frames} frames; the limit is {max_frames}")
+                if shape is None or count > expected and count % _RECHECK_FRAMES == 0:
+                    _check_room(expected if shape is None else _RECHECK_FRAMES, bgr.shape, path)
+                shape = shape or bgr.shape
+                tmp.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).tobytes())  # streamed to disk: flat RAM
+        finally:
+            capture.release()
     if count == 0:
         raise MediaDecodeError(f"cannot decode any frame of {path}; is it a supported video (H.264, VP8, ...)?")
     return _stored(tmp, count, shape, float(fps))
+
+
+_RECHECK_FRAMES = 64  # past the container's frame count, room for this many more frames is checked again
+
+
+def _check_room(count: int, shape: tuple[int, ...], source: Path) -> None:
+    """Refuse to decode ``count`` frames of ``shape`` (H, W, 3) when they would leave less than
+    :data:`DISK_RESERVE_BYTES` free under TMPDIR.
+
+    Raises:
+        MediaDecodeError: with the bytes needed and free, and what to do.
+    """
+    needed = count * int(np.prod(shape))
+    directory = tempfile.gettempdir()
+    free = shutil.disk_usage(directory).free
+    if needed > free - DISK_RESERVE_BYTES:
+        raise MediaDecodeError(
+            f"decoding {source} needs {needed} bytes ({needed / 2 ** 30:.1f} GiB: {count} frames of "
+            f"{shape[1]}x{shape[0]} RGB) under TMPDIR ({directory}), which has {free / 2 ** 30:.1f} GiB free and keeps "
+            f"{DISK_RESERVE_BYTES / 2 ** 30:.0f} GiB in reserve; point TMPDIR at a larger disk, or shorten or "
+            "downscale the video")
+
+
+@contextlib.contextmanager
+def _disk_full_is_clear(source: Path) -> Iterator[None]:
+    """Turn a disk that fills up while the frames are written (another process took the room) into a clear error."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        raise MediaDecodeError(f"the disk under TMPDIR ({tempfile.gettempdir()}) filled up while decoding {source}; "
+                               "free space or point TMPDIR at a larger disk") from err
 
 
 def _stored(tmp, count: int, shape: tuple[int, ...], fps: float) -> Frames:

@@ -45,6 +45,26 @@ def test_media_frame_size_change_is_refused(tmp_path):
         load_frames(tmp_path / "clip")
 
 
+@pytest.mark.parametrize("kind", ["video", "frame folder"])
+def test_media_refuses_frames_that_do_not_fit_on_the_temporary_disk(tmp_path, monkeypatch, kind):
+    """Frames are decoded once into a file under TMPDIR: frames x height x width x 3 bytes (a 10-minute 1080p clip at
+    30 fps: 112 GB). Media that would leave less than the reserve free is refused before it fills the disk (which
+    Label Studio's database and Redis may share), with the numbers and what to do."""
+    import shutil
+
+    from unipixel_model import media
+
+    frames = _frame_folder(tmp_path / "clip", 6)
+    source = tmp_path / "clip" if kind == "frame folder" else writers.write_mp4(frames, tmp_path / "clip.mp4", 10.0)
+    usage = shutil.disk_usage(tmp_path)
+    fits = media.DISK_RESERVE_BYTES + 6 * 12 * 16 * 3  # exactly what decoding needs: accepted
+    monkeypatch.setattr(media.shutil, "disk_usage", lambda path: usage._replace(free=fits))
+    assert load_frames(source).num_frames == 6
+    monkeypatch.setattr(media.shutil, "disk_usage", lambda path: usage._replace(free=fits - 1))
+    with pytest.raises(MediaDecodeError, match=r"needs 3456 bytes .* TMPDIR"):
+        load_frames(source)
+
+
 def test_heap_trims_when_the_resident_size_grew(monkeypatch):
     sizes = iter([100, 110, 100 + heap.TRIM_GROWTH_BYTES + 1, 105, 106])
     calls = []
