@@ -3,7 +3,8 @@
 Usage::
 
     PYTHONPATH=. HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_memory.py \\
-        [--model tiny] [--device cpu] [--lengths 32 320 3200] [--threads 1] [--feature-cache-mib 64 [16 ...]] [--json FILE]
+        [--model tiny] [--device cpu] [--lengths 32 320 3200] [--threads 1] [--feature-cache-mib 64 [16 ...]]
+        [--repeats 3] [--json FILE]
 
 Each length runs part 4 of ``bench_backend.py`` in a fresh process: an H.264 mp4 of a square
 moving over a textured 320x240 background, one ``VideoRectangle`` box through ``POST /predict``
@@ -47,6 +48,14 @@ def measure(model: str, device: str, length: int, threads: int, cache_mib: int, 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def median_row(rows: list[dict]) -> dict:
+    """The run whose growth (peak - loaded) is the median of repeated runs of one length (peaks of identical runs
+    differ by several MiB: when glibc hands pages back and which temporaries are alive at the peak), with every run's
+    growth under ``growths_mib``."""
+    ordered = sorted(rows, key=lambda row: row["peak_mib"] - row["loaded_mib"])
+    return {**ordered[len(ordered) // 2], "growths_mib": [round(r["peak_mib"] - r["loaded_mib"], 1) for r in rows]}
+
+
 def per_frame_growth(rows: list[dict], minus_cache: bool = False) -> list[float | None]:
     """MiB of extra growth per extra frame relative to the first (shortest) row; None for it.
 
@@ -83,18 +92,24 @@ def main() -> int:
     parser.add_argument("--feature-cache-mib", type=int, nargs="+", default=[64],
                         help="UNIPIXEL_FEATURE_CACHE_MB; several values print one table each (a cap the shortest "
                              "video fills shows the per-frame growth alone, without the cache filling up)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per length; the median growth is used (odd)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     lengths = sorted(set(args.lengths))
     if lengths[0] < 5:
         parser.error("every length must be >= 5 frames (the box is drawn on frame 5)")
+    if args.repeats < 1 or args.repeats % 2 == 0:
+        parser.error(f"--repeats must be odd and >= 1 (the median of the runs), got {args.repeats}")
     out = []
     for cap in args.feature_cache_mib:
         with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-            rows = [measure(args.model, args.device, n, args.threads, cap, Path(tmp)) for n in lengths]
+            rows = [median_row([measure(args.model, args.device, n, args.threads, cap, Path(tmp))
+                                for _ in range(args.repeats)]) for n in lengths]
         print(f"peak RSS per video length, {WIDTH}x{HEIGHT}, model {args.model} on {args.device}, "
               f"{args.threads} thread(s), feature cache {cap} MiB (MiB)")
         print(format_table(rows), flush=True)
+        if args.repeats > 1:
+            print("growth of each run (MiB): " + "; ".join(f"{r['frames']}: {r['growths_mib']}" for r in rows))
         slopes, no_cache = per_frame_growth(rows), per_frame_growth(rows, minus_cache=True)
         out += [{**r, "feature_cache_cap_mib": cap, "mib_per_extra_frame": s, "mib_per_extra_frame_without_cache": b}
                 for r, s, b in zip(rows, slopes, no_cache)]
