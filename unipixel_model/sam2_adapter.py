@@ -41,8 +41,14 @@ class SharedPositionEmbeddingSine(PositionEmbeddingSine):
 
     The encoding depends on the feature size only, yet the stock ``_pe`` repeats it for each item of every call (a
     4-frame encoding chunk at 1024 px: 4 x 85 MiB made and freed each time; every tracked frame's memory kept its own
-    copy) and caches a view into its first call's whole batch. Values are the stock ones, bit for bit.
+    copy) and caches a view into its first call's whole batch. Values are the stock ones, bit for bit. ``forward``
+    returns the input's floating dtype (one cast copy per size), so the callers' ``.to(x.dtype)`` copies nothing when
+    SAM 2 runs in bf16 either.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.cast_cache: dict[tuple, torch.Tensor] = {}  # (H, W, dtype) -> [C, H, W], cast from the float32 copy
 
     @torch.no_grad()
     def _pe(self, B, device, *cache_key):  # noqa: N803 (the stock signature)
@@ -50,6 +56,16 @@ class SharedPositionEmbeddingSine(PositionEmbeddingSine):
             super()._pe(1, device, *cache_key)  # one item: the cache keeps a [C, H, W] tensor of its own
         return self.cache[cache_key].to(device)[None].expand(B, -1, -1, -1)
 
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] encodings for features ``x`` [B, *, H, W]: float32, or ``x``'s floating dtype."""
+        pos = self._pe(x.shape[0], x.device, x.shape[-2], x.shape[-1])
+        if not x.dtype.is_floating_point or x.dtype == pos.dtype:
+            return pos
+        key = (x.shape[-2], x.shape[-1], x.dtype)
+        if key not in self.cast_cache:
+            self.cast_cache[key] = pos[0].to(x.dtype)
+        return self.cast_cache[key].to(x.device)[None].expand(x.shape[0], -1, -1, -1)
 
 
 @dataclass

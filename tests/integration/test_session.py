@@ -192,6 +192,9 @@ def test_sam2_positional_encodings_are_one_copy_shared_by_every_frame_and_object
         ours = module(batch)
         assert torch.equal(ours, stock(batch))
         assert _one_copy(ours[0]) and ours.shape == (3, 2 * module.num_pos_feats, 7, 9)
+        half = batch.to(torch.bfloat16)  # SAM 2 in bf16 (the autocast lever): callers cast with .to(x.dtype)
+        assert module(half).dtype == torch.bfloat16 and _one_copy(module(half).to(half.dtype)[0])
+        assert torch.equal(module(half), stock(half).to(torch.bfloat16))
         assert [_one_copy(cached) for cached in module.cache.values()] == [True] * len(module.cache)
 
 
