@@ -65,6 +65,17 @@ def test_media_refuses_frames_that_do_not_fit_on_the_temporary_disk(tmp_path, mo
         load_frames(source)
 
 
+def test_media_a_disk_that_fills_up_while_decoding_is_a_clear_error(tmp_path, monkeypatch):
+    """Another process may take the room after the check: the kernel's ENOSPC (here from /dev/full) becomes a
+    MediaDecodeError that says what to do, not an OSError (a 500)."""
+    from unipixel_model import media
+
+    _frame_folder(tmp_path / "clip", 3)
+    monkeypatch.setattr(media.tempfile, "NamedTemporaryFile", lambda **kwargs: open("/dev/full", "wb", buffering=0))
+    with pytest.raises(MediaDecodeError, match="filled up while decoding .* TMPDIR"):
+        load_frames(tmp_path / "clip")
+
+
 def test_heap_trims_when_the_resident_size_grew(monkeypatch):
     sizes = iter([100, 110, 100 + heap.TRIM_GROWTH_BYTES + 1, 105, 106])
     calls = []
