@@ -6,6 +6,11 @@ with ``os.pread`` into fresh arrays, never through a mapping, so the page cache 
 may drop) holds the pixels and the process holds only the frames it is using. (Reading through
 a ``numpy.memmap`` maps every page touched into the process: 0.22 MiB of resident memory per
 320x240 frame that stays until the session closes.)
+
+With ``max_side``, frames of files whose longer side is larger are stored with that side (10 minutes of
+1080p at 30 fps take 112 GB at their own size, 32 GB at 1024 px); ``Frames.size_hw`` stays the media's
+own size, the one prompts and masks are in, and every reader resizes the stored frames anyway (SAM 2 to
+its square input, the LLM to its pixel budget).
 """
 
 from __future__ import annotations
@@ -40,12 +45,14 @@ class Frames:
             read frames with :meth:`take`, which does not map the file into memory.
         fps: frames per second (``DEFAULT_FPS`` when unknown; 0 for a still image).
         is_image: True for a single still image.
+        original_hw: the media's own (H, W) when the frames were stored smaller (``max_side``), else None.
     """
 
     pixels: np.ndarray
     fps: float
     is_image: bool
     _tmp: object | None = field(default=None, repr=False)  # the open temporary file behind ``pixels``
+    original_hw: tuple[int, int] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -53,10 +60,16 @@ class Frames:
 
     @property
     def size_hw(self) -> tuple[int, int]:
+        """The media's own (H, W) in pixels: the size of prompts and masks, whatever the stored size."""
+        return self.original_hw or self.stored_hw
+
+    @property
+    def stored_hw(self) -> tuple[int, int]:
+        """(H, W) of the frames :meth:`take` returns (smaller than ``size_hw`` when stored downscaled)."""
         return int(self.pixels.shape[1]), int(self.pixels.shape[2])
 
     def take(self, indices: list[int]) -> np.ndarray:
-        """uint8 [len(indices), H, W, 3] copies of the given frames."""
+        """uint8 [len(indices), *stored_hw, 3] copies of the given frames."""
         if self._tmp is None:
             return np.ascontiguousarray(self.pixels[indices])
         shape = self.pixels.shape[1:]
@@ -71,13 +84,16 @@ class Frames:
         return out
 
 
-def load_frames(source: str | Path | np.ndarray, max_frames: int | None = None) -> Frames:
+def load_frames(source: str | Path | np.ndarray, max_frames: int | None = None,
+                max_side: int | None = None) -> Frames:
     """Decode ``source`` once.
 
     Args:
         source: an image file, a video file, a directory of frame images (sorted numerically),
             or a uint8 array [H, W, 3] (image) / [T, H, W, 3] (video).
         max_frames: refuse longer videos (a clear error instead of filling the disk).
+        max_side: store frames of files whose longer side is larger with this longer side, in pixels
+            (``size_hw`` stays the original); None keeps every frame as it is. Arrays are kept as given.
     Raises:
         MediaDecodeError: when nothing decodable is found, naming the file.
     """
@@ -87,10 +103,35 @@ def load_frames(source: str | Path | np.ndarray, max_frames: int | None = None) 
     if not path.exists():
         raise MediaDecodeError(f"media not found: {path}")
     if path.is_dir():
-        return _from_directory(path, max_frames)
+        return _from_directory(path, max_frames, max_side)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return Frames(_read_image(path)[None], 0.0, True)
-    return _from_video(path, max_frames)
+        image = _read_image(path)
+        stored = _shrink(image, working_hw(image.shape[:2], max_side))
+        return Frames(stored[None], 0.0, True, original_hw=_original_if_shrunk(image.shape, stored.shape))
+    return _from_video(path, max_frames, max_side)
+
+
+def working_hw(size_hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """(H, W) in pixels that frames of ``size_hw`` are stored at: their own, or scaled so the longer side is
+    ``max_side`` (aspect ratio kept, each side rounded, at least 1)."""
+    height, width = int(size_hw[0]), int(size_hw[1])
+    if not max_side or max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _shrink(frame: np.ndarray, stored_hw: tuple[int, int]) -> np.ndarray:
+    """``frame`` [H, W, 3] resized to ``stored_hw`` by pixel area (no aliasing), or itself when it already is."""
+    if frame.shape[:2] == stored_hw:
+        return frame
+    import cv2
+
+    return cv2.resize(frame, (stored_hw[1], stored_hw[0]), interpolation=cv2.INTER_AREA)
+
+
+def _original_if_shrunk(original: tuple[int, ...], stored: tuple[int, ...]) -> tuple[int, int] | None:
+    return None if tuple(original[:2]) == tuple(stored[:2]) else (int(original[0]), int(original[1]))
 
 
 def _from_array(array: np.ndarray) -> Frames:
@@ -111,7 +152,7 @@ def _read_image(path: Path) -> np.ndarray:
         raise MediaDecodeError(f"cannot decode image {path}: {exc}") from exc
 
 
-def _from_directory(path: Path, max_frames: int | None) -> Frames:
+def _from_directory(path: Path, max_frames: int | None, max_side: int | None) -> Frames:
     files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
                    key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
     if not files:
@@ -119,18 +160,19 @@ def _from_directory(path: Path, max_frames: int | None) -> Frames:
     if max_frames is not None and len(files) > max_frames:
         raise MediaDecodeError(f"{path} has {len(files)} frames; the limit is {max_frames}")
     first = _read_image(files[0])
-    _check_room(len(files), first.shape, path)
+    stored_hw = working_hw(first.shape[:2], max_side)
+    _check_room(len(files), (*stored_hw, 3), path)
     tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
     with _disk_full_is_clear(path):
         for i, file in enumerate(files):
             frame = first if i == 0 else _read_image(file)
             if frame.shape != first.shape:
                 raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, the first frame is {first.shape[:2]}")
-            tmp.write(np.ascontiguousarray(frame).tobytes())  # streamed to disk: flat RAM
-    return _stored(tmp, len(files), first.shape, DEFAULT_FPS)
+            tmp.write(np.ascontiguousarray(_shrink(frame, stored_hw)).tobytes())  # streamed to disk: flat RAM
+    return _stored(tmp, len(files), (*stored_hw, 3), DEFAULT_FPS, _original_if_shrunk(first.shape, stored_hw))
 
 
-def _from_video(path: Path, max_frames: int | None) -> Frames:
+def _from_video(path: Path, max_frames: int | None, max_side: int | None) -> Frames:
     import cv2
 
     capture = cv2.VideoCapture(str(path))
@@ -140,7 +182,7 @@ def _from_video(path: Path, max_frames: int | None) -> Frames:
     expected = max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # the container's count: an estimate
     expected = min(expected, max_frames or expected)  # no more are ever written
     tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
-    count, shape = 0, None
+    count, shape, original = 0, None, None
     with _disk_full_is_clear(path):
         try:
             while True:
@@ -150,15 +192,17 @@ def _from_video(path: Path, max_frames: int | None) -> Frames:
                 count += 1
                 if max_frames is not None and count > max_frames:
                     raise MediaDecodeError(f"{path} has more than {max_frames} frames; the limit is {max_frames}")
-                if shape is None or count > expected and count % _RECHECK_FRAMES == 0:
-                    _check_room(expected if shape is None else _RECHECK_FRAMES, bgr.shape, path)
-                shape = shape or bgr.shape
-                tmp.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).tobytes())  # streamed to disk: flat RAM
+                original = original or bgr.shape
+                shape = shape or (*working_hw(original[:2], max_side), 3)
+                if count == 1 or count > expected and count % _RECHECK_FRAMES == 0:
+                    _check_room(expected if count == 1 else _RECHECK_FRAMES, shape, path)
+                rgb = cv2.cvtColor(_shrink(bgr, shape[:2]), cv2.COLOR_BGR2RGB)
+                tmp.write(rgb.tobytes())  # streamed to disk: flat RAM
         finally:
             capture.release()
     if count == 0:
         raise MediaDecodeError(f"cannot decode any frame of {path}; is it a supported video (H.264, VP8, ...)?")
-    return _stored(tmp, count, shape, float(fps))
+    return _stored(tmp, count, shape, float(fps), _original_if_shrunk(original, shape))
 
 
 _RECHECK_FRAMES = 64  # past the container's frame count, room for this many more frames is checked again
@@ -194,9 +238,9 @@ def _disk_full_is_clear(source: Path) -> Iterator[None]:
                                "free space or point TMPDIR at a larger disk") from err
 
 
-def _stored(tmp, count: int, shape: tuple[int, ...], fps: float) -> Frames:
+def _stored(tmp, count: int, shape: tuple[int, ...], fps: float, original_hw: tuple[int, int] | None) -> Frames:
     """Frames of the ``count`` frames of ``shape`` written to ``tmp`` (``pixels``: a memmap that
-    :meth:`Frames.take` never reads through)."""
+    :meth:`Frames.take` never reads through; ``original_hw``: the media's size when stored smaller)."""
     tmp.flush()
     store = np.memmap(tmp.name, dtype=np.uint8, mode="r", shape=(count, *shape))
-    return Frames(store, fps, False, tmp)
+    return Frames(store, fps, False, tmp, original_hw)

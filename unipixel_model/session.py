@@ -88,10 +88,14 @@ class InferenceSession:
 
     @classmethod
     def open(cls, model: UniPixelModel, tokenizer, media, *, feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
-             max_frames: int | None = None) -> "InferenceSession":
-        """Decode ``media`` (path, frame folder or uint8 array) once and start a session."""
+             max_frames: int | None = None, max_side: int | None = None) -> "InferenceSession":
+        """Decode ``media`` (path, frame folder or uint8 array) once and start a session.
+
+        ``max_side``: frames of files with a longer side are stored with this one, in pixels (see
+        :func:`~unipixel_model.media.load_frames`); prompts and masks stay in the media's own pixels.
+        """
         limit_heap_retention()  # two malloc arenas: memory flat in video length (see heap.py)
-        frames = load_frames(media, max_frames=max_frames)
+        frames = load_frames(media, max_frames=max_frames, max_side=max_side)
         vision = VisionCache(min_pixels=model.config.llm_min_pixels, base_max_pixels=model.config.llm_max_pixels)
         return cls(model, tokenizer, frames, SAM2FeatureCache(model.sam2, frames, feature_cache_bytes), vision)
 

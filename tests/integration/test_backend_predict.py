@@ -56,6 +56,19 @@ def test_predict_image_click_returns_rle_mask_with_score(make_client, media_root
     assert pred["model_version"].endswith("@base") and "score" in pred
 
 
+def test_predict_on_media_stored_downscaled_answers_in_the_media_own_pixels(make_client, media_root):
+    """UNIPIXEL_FRAME_MAX_SIDE stores larger frames smaller under TMPDIR; Label Studio still gets the mask at the
+    image's own size, the click where it was made."""
+    client = make_client(frame_max_side=WIDTH // 4)
+    pred = _only(_predict(client, "image_segmentation", {"id": 1, "data": {"image": str(media_root / "square.png")}},
+                          {"result": [_click(40, 45)]}))
+    region = next(r for r in pred["result"] if r["type"] == "brushlabels")
+    assert (region["original_width"], region["original_height"]) == (WIDTH, HEIGHT)
+    assert ls_rle_to_mask(region["value"]["rle"], HEIGHT, WIDTH).shape == (HEIGHT, WIDTH)
+    frames = client.engine.sessions.peek(1).session.frames
+    assert frames.stored_hw == (HEIGHT // 4, WIDTH // 4) and frames.size_hw == (HEIGHT, WIDTH)
+
+
 def test_predict_second_click_refines_without_llm_and_negative_click_changes_mask(make_client, media_root):
     client = make_client(describe_objects=False)
     task = {"id": 2, "data": {"image": str(media_root / "square.png")}}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from finetune.evaluate import describe_object
-from finetune.world import sampling
+from finetune.world import sampling, writers
 from finetune.world.evaluate import EVAL_SEED_START, evaluate_world
 from finetune.world.expressions import expressions
 from finetune.world.scene import WorldConfig, make_clip
@@ -173,6 +173,34 @@ def _track_iou(track, truth: np.ndarray) -> float:
     if track is None:
         return 0.0
     return float(np.mean([_iou(track.mask(t), truth[t]) for t in frames]))
+
+
+def test_a_large_video_stored_downscaled_is_segmented_and_tracked_at_its_own_size(toy, tmp_path):
+    """UNIPIXEL_FRAME_MAX_SIDE: frames of larger media are stored with that longer side (raw frames at their own
+    size took 112 GB of TMPDIR for a 10-minute 1080p clip). Prompts and masks stay in the video's own pixels: a box
+    on a 640x480 clip stored at 160x120 segments and tracks the object as the full-size store does, at 640x480 (a
+    prompt or mask taken in stored pixels would land in the top-left sixteenth)."""
+    model, tokenizer = toy
+    config = WorldConfig(num_frames=8, resolutions_wh=((640, 480),), objects=(1, 1), size_range=(0.25, 0.35),
+                         p_enter=0.0, p_leave=0.0)
+    clip = make_clip(EVAL_SEED_START + 520, config)
+    video = writers.write_mp4(clip.frames, tmp_path / "large.mp4", clip.fps)
+    prompt = sampling.box(clip, 0, 3, np.random.default_rng(0))
+    masks = {}
+    for side in (None, 160):
+        session = InferenceSession.open(model, tokenizer, video, max_side=side)
+        assert session.frames.size_hw == (480, 640)
+        masks[side] = session.refer({1: prompt}, ask=False).tracks[0].masks()
+    small, full, truth = masks[160], masks[None], clip.masks[0]
+    assert small.shape == full.shape == truth.shape == (8, 480, 640)
+
+    def iou(a, b):
+        return float((a & b).sum() / max(1, (a | b).sum()))
+
+    print("IoU downscaled/full, prompt frame vs truth (downscaled, full):", round(iou(small, full), 3),
+          round(iou(small[3], truth[3]), 3), round(iou(full[3], truth[3]), 3))
+    assert iou(small, full) >= 0.8
+    assert iou(small[3], truth[3]) >= 0.7
 
 
 @short_of_the_bar("mean IoU 0.22 before and 0.04 after the clicked frame on this clip")

@@ -103,3 +103,53 @@ def test_speed_levers_parse_and_label():
     assert SpeedLevers.parse("").label == SpeedLevers.parse("none").label == "baseline"
     with pytest.raises(ValueError, match="compile_sam2"):
         SpeedLevers.parse("compile")
+
+
+def _big_clip(count: int = 4) -> np.ndarray:
+    """uint8 [count, 96, 128, 3]: a smooth gradient and a moving square (survives H.264 and resizing)."""
+    yy, xx = np.mgrid[0:96, 0:128]
+    frames = np.zeros((count, 96, 128, 3), np.uint8)
+    for i in range(count):
+        frames[i, ..., 0], frames[i, ..., 1] = xx * 2, yy * 2
+        frames[i, 20:60, 10 + 10 * i:50 + 10 * i] = (255, 255, 0)
+    return frames
+
+
+@pytest.mark.parametrize("kind", ["video", "frame folder", "image"])
+def test_media_larger_than_the_working_size_is_stored_downscaled_and_keeps_its_size(tmp_path, monkeypatch, kind):
+    """Every frame was stored raw at its own size before the first mask (a 10-minute 1080p clip: 112 GB under
+    TMPDIR). With ``max_side``, larger frames are stored with that longer side (SAM 2 sees 768-1024 px, the LLM
+    less, and masks come from low-res logits anyway), while ``size_hw`` stays the media's own: prompts, masks and
+    Label Studio's units keep the original pixels. The disk check counts what is stored."""
+    import shutil
+
+    import cv2
+
+    from unipixel_model import media
+
+    clip = _big_clip()
+    if kind == "video":
+        source = writers.write_mp4(clip, tmp_path / "clip.mp4", 10.0)
+    else:
+        (tmp_path / "clip").mkdir()
+        for i, frame in enumerate(clip[:1] if kind == "image" else clip):
+            writers.write_image(frame, tmp_path / "clip" / f"{i:03d}.png")
+        source = tmp_path / "clip" / "000.png" if kind == "image" else tmp_path / "clip"
+    count = 1 if kind == "image" else 4
+    real_usage = shutil.disk_usage
+    usage = real_usage(tmp_path)
+    stored_bytes = count * 24 * 32 * 3
+    monkeypatch.setattr(media.shutil, "disk_usage", lambda path: usage._replace(free=media.DISK_RESERVE_BYTES + stored_bytes))
+    frames = load_frames(source, max_side=32)
+    assert frames.size_hw == (96, 128) and frames.num_frames == count
+    taken = frames.take(list(range(count)))
+    assert taken.shape == (count, 24, 32, 3)
+    expected = np.stack([cv2.resize(f, (32, 24), interpolation=cv2.INTER_AREA) for f in clip[:count]])
+    assert np.abs(taken.astype(int) - expected).mean() < 6  # H.264 is lossy; a wrong resize or channel order is not
+    if kind != "image":  # full-size frames would not fit in the room left: refused, not written
+        with pytest.raises(MediaDecodeError, match=f"needs {count * 96 * 128 * 3} bytes"):
+            load_frames(source)
+    monkeypatch.setattr(media.shutil, "disk_usage", real_usage)
+    within = load_frames(source, max_side=128)  # within the size: untouched
+    assert within.take([0]).shape == (1, 96, 128, 3) and within.original_hw is None
+    assert load_frames(source).stored_hw == (96, 128)

@@ -30,6 +30,7 @@ def test_settings_from_env_reads_names_and_fallbacks():
     ({"BASIC_AUTH_USER": "u"}, "BASIC_AUTH_PASS"),
     ({"LABEL_STUDIO_URL": "ls:8080"}, "http://"),
     ({"UNIPIXEL_DESCRIBE": "maybe"}, "true/false"),
+    ({"UNIPIXEL_FRAME_MAX_SIDE": "-1"}, "UNIPIXEL_FRAME_MAX_SIDE must be >= 0 pixels"),
 ])
 def test_settings_bad_values_say_which_variable(env, words):
     with pytest.raises(SettingsError, match=words):
