@@ -96,7 +96,10 @@ def load_frames(source: str | Path | np.ndarray, max_frames: int | None = None,
             (``size_hw`` stays the original); None keeps every frame as it is. Arrays are kept as given.
     Raises:
         MediaDecodeError: when nothing decodable is found, naming the file.
+        ValueError: a negative ``max_side``.
     """
+    if max_side is not None and max_side < 0:
+        raise ValueError(f"max_side must be None, 0 (keep the size) or > 0 pixels, got {max_side}")
     if isinstance(source, np.ndarray):
         return _from_array(source)
     path = Path(source)

@@ -153,3 +153,10 @@ def test_media_larger_than_the_working_size_is_stored_downscaled_and_keeps_its_s
     within = load_frames(source, max_side=128)  # within the size: untouched
     assert within.take([0]).shape == (1, 96, 128, 3) and within.original_hw is None
     assert load_frames(source).stored_hw == (96, 128)
+
+
+def test_media_a_negative_max_side_is_refused_not_a_one_pixel_store(tmp_path):
+    """A negative ``max_side`` scaled every frame to 1x1 without a word; it is a ValueError naming the value."""
+    _frame_folder(tmp_path / "clip", 2)
+    with pytest.raises(ValueError, match=r"max_side must be None, 0 \(keep the size\) or > 0 pixels, got -16"):
+        load_frames(tmp_path / "clip", max_side=-16)
