@@ -64,7 +64,7 @@ def test_world_table_segments_the_prompt_frame(world_table, kind):
     assert world_table.mean(kind, "prompt") >= 0.75, world_table.table()
 
 
-@short_of_the_bar("J&F 0.37")
+@short_of_the_bar("J&F 0.32")
 def test_world_table_follows_text_queries(world_table):
     assert world_table.mean("text", "all") >= 0.6, world_table.table()
 
@@ -73,7 +73,7 @@ def _means(report, kind: str) -> dict[str, float]:
     return {group: report.mean(kind, group, "j") for group in ("prompt", "before", "after")}
 
 
-@short_of_the_bar("IoU 0.50 on the prompt frame, 0.43 before, 0.52 after")
+@short_of_the_bar("IoU 0.50 on the prompt frame, 0.52 before, 0.57 after")
 def test_a_click_segments_the_object_and_tracks_it_both_ways(toy):
     report = evaluate_world(*toy, SEEDS, CLIPS, kinds=("click",), describe_objects=False)
     iou = _means(report, "click")
@@ -82,7 +82,7 @@ def test_a_click_segments_the_object_and_tracks_it_both_ways(toy):
     assert iou["before"] >= 0.5 and iou["after"] >= 0.5, iou
 
 
-@short_of_the_bar("IoU 0.68 on the prompt frame, 0.45 before, 0.54 after")
+@short_of_the_bar("IoU 0.68 on the prompt frame, 0.52 before, 0.56 after")
 def test_a_box_segments_the_object_and_tracks_it_both_ways(toy):
     report = evaluate_world(*toy, SEEDS, CLIPS, kinds=("box",), describe_objects=False)
     iou = _means(report, "box")
@@ -118,7 +118,7 @@ def test_a_box_over_two_touching_twins_leaks_onto_the_second(toy):
     assert _share(track.mask(2), right) >= 0.3 and _share(track.mask(2), left) >= 0.7
 
 
-@short_of_the_bar("the right twin stays in the mask after the negative click (share 1.00 before and after)")
+@short_of_the_bar("the right twin stays in the mask after the negative click (share 0.98 before, 1.00 after)")
 def test_a_negative_click_removes_a_leak_onto_a_touching_twin(toy):
     """Two red squares side by side, a box over both: the mask leaks onto the right one; a negative click on the
     right one removes the leak and keeps the left one."""
@@ -203,7 +203,6 @@ def test_a_large_video_stored_downscaled_is_segmented_and_tracked_at_its_own_siz
     assert iou(small[3], truth[3]) >= 0.7
 
 
-@short_of_the_bar("mean IoU 0.22 before and 0.04 after the clicked frame on this clip")
 def test_predict_cli_with_the_toy_model_follows_the_object_both_ways(tmp_path):
     """README offline smoke test: ``python -m unipixel_model predict --model toy`` on a synthetic clip, a click on its
     middle frame; the written masks follow the object on the frames before and after."""
@@ -227,4 +226,5 @@ def test_predict_cli_with_the_toy_model_follows_the_object_both_ways(tmp_path):
     before = [i for i, t in zip(ious, visible) if t < middle]
     after = [i for i, t in zip(ious, visible) if t > middle]
     assert before and after, f"object {obj} of seed {clip.seed} is not visible both ways"
+    print(f"mean IoU before the clicked frame {np.mean(before):.2f}, after {np.mean(after):.2f}")
     assert np.mean(before) >= 0.5 and np.mean(after) >= 0.5, (before, after)

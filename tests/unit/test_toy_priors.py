@@ -39,9 +39,21 @@ def test_track_prior_prompts_the_box_of_the_neighbour_frame_grown_by_the_margin(
                                                                       [48 + grow_x, 64 + grow_y]]))
     assert track_prior(memory, 2, True, SIZE, 0.25)["point_labels"][0].tolist() == [2, 3]  # reverse: from frame 3
     assert track_prior(memory, 2, False, SIZE, 0.25) is None  # frame 1 was never tracked
-    mask[0, 0:2, 0:2] = True  # a box at the border stays inside the image
-    edge = track_prior({"cond_frame_outputs": {}, "non_cond_frame_outputs": {0: _output(mask)}}, 1, False, SIZE, 0.5)
+    border = torch.zeros(1, 32, 32, dtype=torch.bool)
+    border[0, 0:6, 0:4] = True  # a box at the border stays inside the image
+    edge = track_prior({"cond_frame_outputs": {}, "non_cond_frame_outputs": {0: _output(border)}}, 1, False, SIZE, 0.5)
     assert edge["point_coords"][0, 0].tolist() == [0.0, 0.0]
+
+
+def test_track_prior_boxes_the_largest_piece_of_the_mask_not_its_stray_fragments():
+    """A mask with a few stray cells on other objects (clip 900,600: a yellow square among yellow and orange rings)
+    gave a box over the whole frame, and the track fell apart on the next frame (IoU 0.77 -> 0.09)."""
+    mask = torch.zeros(1, 32, 32, dtype=torch.bool)
+    mask[0, 8:16, 4:12] = True  # the object: x 16..48 px, y 32..64 px at 128 px
+    mask[0, 28:30, 28:31] = True  # stray cells far away
+    mask[0, 2, 20] = True
+    prompt = track_prior({"cond_frame_outputs": {0: _output(mask)}, "non_cond_frame_outputs": {}}, 1, False, SIZE, 0.0)
+    assert torch.allclose(prompt["point_coords"][0], torch.tensor([[16.0 - 2, 32.0 - 2], [48.0 + 2, 64.0 + 2]]))
 
 
 def test_released_sam2_configs_leave_both_priors_off():
