@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from unipixel_model import _tv_shim  # noqa: F401  (sam2 imports torchvision)
 from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
+
+from unipixel_model.toy_priors import click_box_prompt, click_prior, track_prior
 
 # Nodes that the official fork builds from kwargs (their `_target_` lines are commented out
 # in its yaml); the PyPI package needs the targets back.
@@ -103,7 +104,7 @@ class UniPixelSAM2(SAM2Base):
     """
 
     def __init__(self, inference_mode: bool = True, click_prior_logit: float = 0.0, track_prior_margin: float = 0.0,
-                 **kwargs) -> None:
+                 click_box_margin: float = 0.0, **kwargs) -> None:
         accepted = inspect.signature(SAM2Base.__init__).parameters
         super().__init__(**{k: v for k, v in kwargs.items() if k in accepted})
         self.inference_mode = inference_mode
@@ -113,6 +114,9 @@ class UniPixelSAM2(SAM2Base):
         # Toy models only (0 = off): a tracked frame is also prompted with the box of the neighbouring frame's mask,
         # grown by this share of its side, see :func:`track_prior`.
         self.track_prior_margin = float(track_prior_margin)
+        # Toy models only (0 = off): clicks alone are decoded again with the box of their first mask, grown by this
+        # share of its side, see :func:`click_box_prompt`.
+        self.click_box_margin = float(click_box_margin)
 
     def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None,
                            high_res_features=None, multimask_output=False, hidden_inputs=None):
@@ -200,6 +204,12 @@ class UniPixelSAM2(SAM2Base):
                 high_res_features=high_res_features,
                 multimask_output=self._use_multimask(is_init_cond_frame, point_inputs),
                 hidden_inputs=hidden_inputs)
+            boxed = click_box_prompt(point_inputs, sam_outputs[3], self.image_size, self.click_box_margin) \
+                if self.click_box_margin and mask_inputs is None else None
+            if boxed is not None:  # decoded as a box prompt is: one mask
+                sam_outputs = self._forward_sam_heads(
+                    backbone_features=pix_feat, point_inputs=boxed, mask_inputs=None,
+                    high_res_features=high_res_features, multimask_output=False, hidden_inputs=hidden_inputs)
         _, high_res_multimasks, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs
         current_out = {"point_inputs": point_inputs, "mask_inputs": mask_inputs, "pred_masks": low_res_masks,
                        "pred_masks_high_res": high_res_masks, "obj_ptr": obj_ptr,
@@ -248,88 +258,6 @@ def resolve_sam2_yaml(name: str, search_dirs: list[Path] | tuple[Path, ...] = ()
         if path.is_file():
             return path
     raise FileNotFoundError(f"SAM 2 config {name!r} not found; looked at: " + ", ".join(map(str, candidates)))
-
-
-def click_prior(coords: torch.Tensor, labels: torch.Tensor, size_hw: tuple[int, int], image_size: int,
-                logit: float) -> torch.Tensor:
-    """A dense prompt [B, 1, h, w] (mask-prompt logits) drawn from the sparse prompts.
-
-    Positive clicks (label 1) add a Gaussian bump of height ``logit`` (sigma: 1/32 of the side),
-    negative clicks (0) subtract one, a box (labels 2, 3) adds ``logit / 2`` inside it. A toy model
-    trained from scratch on a CPU learns to find the clicked object far sooner from a local dense
-    cue than from matching positional encodings (see the README's toy-model section).
-
-    Args:
-        coords: [B, N, 2] x, y in SAM 2 input pixels (0..image_size).
-        labels: [B, N] int (1 positive, 0 negative, 2/3 box corners, -1 padding).
-    """
-    height, width = size_hw
-    scale = torch.tensor([width / image_size, height / image_size], device=coords.device)
-    xy = coords.float() * scale  # [B, N, 2] in mask-prompt cells
-    ys = torch.arange(height, device=coords.device).float()[:, None] + 0.5
-    xs = torch.arange(width, device=coords.device).float()[None, :] + 0.5
-    sigma = max(height, width) / 32
-    dist2 = (xs[None, None] - xy[..., 0, None, None]) ** 2 + (ys[None, None] - xy[..., 1, None, None]) ** 2
-    bumps = torch.exp(-dist2 / (2 * sigma ** 2))  # [B, N, h, w]
-    sign = (labels == 1).float() - (labels == 0).float()
-    prior = (bumps * sign[..., None, None]).sum(1) * logit
-    for b in range(coords.shape[0]):
-        corners = xy[b][(labels[b] == 2) | (labels[b] == 3)]
-        if len(corners) == 2:
-            (x1, y1), (x2, y2) = corners.min(0).values.tolist(), corners.max(0).values.tolist()
-            inside = (xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2)
-            prior[b] = prior[b] + inside.float() * logit / 2
-    return prior[:, None].to(coords.dtype if coords.is_floating_point() else torch.float32)
-
-
-def track_prior(output_dict: dict, frame_idx: int, reverse: bool, image_size: int, margin: float) -> dict | None:
-    """Box prompts for a tracked frame: per object, the box of the largest piece of the mask on the frame it is
-    tracked from (the one before, or after when tracking in reverse), grown by ``margin`` (a share of the box side) plus 2 px; padding (-1)
-    for an object whose mask there is empty. None when that frame was not tracked.
-
-    Args:
-        output_dict: SAM 2's per-frame outputs (``cond_frame_outputs`` / ``non_cond_frame_outputs``, keyed by 0-based
-            frame_idx); ``pred_masks`` are low-res logits [B, 1, h, w].
-        frame_idx: the 0-based frame about to be tracked.
-    Returns:
-        ``{"point_coords": float [B, 2, 2] (x, y in SAM 2 input pixels, 0..image_size), "point_labels": int32 [B, 2]
-        (2, 3 box corners or -1 padding)}``, or None.
-
-    A toy model trained on a CPU learns to follow an object from its box far sooner than through memory attention
-    alone (see the README's toy-model section); released models never use this.
-    """
-    source = frame_idx + 1 if reverse else frame_idx - 1
-    previous = output_dict["cond_frame_outputs"].get(source) or output_dict["non_cond_frame_outputs"].get(source)
-    if previous is None:
-        return None
-    logits = previous["pred_masks"][:, 0]  # [B, h, w] low-res logits
-    scale = image_size / logits.shape[-1]
-    coords = torch.zeros(logits.shape[0], 2, 2, device=logits.device)
-    labels = torch.full((logits.shape[0], 2), -1, dtype=torch.int32, device=logits.device)
-    for b, mask in enumerate(logits > 0):
-        cells = _largest_piece_box(mask)
-        if cells is None:
-            continue
-        x1, y1, x2, y2 = (v * scale for v in cells)
-        grow_x, grow_y = margin * (x2 - x1) + 2, margin * (y2 - y1) + 2
-        coords[b] = torch.tensor([[max(0.0, x1 - grow_x), max(0.0, y1 - grow_y)],
-                                  [min(image_size, x2 + grow_x), min(image_size, y2 + grow_y)]])
-        labels[b] = torch.tensor([2, 3], dtype=torch.int32)
-    return {"point_coords": coords, "point_labels": labels}
-
-
-def _largest_piece_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """(x1, y1, x2, y2), end-exclusive, in mask cells, of the largest 8-connected piece of ``mask`` (bool [h, w]);
-    None when it is empty. Stray cells on other objects would otherwise open the box over the whole frame: the
-    toy's tracks fell apart there (over all frames, click J&F 0.72 -> 0.79 on the README's held-out set, 0.54 ->
-    0.76 on clips of 3-4 objects)."""
-    import cv2
-
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.cpu().numpy().astype(np.uint8), connectivity=8)
-    if count <= 1:  # the background alone
-        return None
-    x, y, w, h, _ = stats[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))].tolist()
-    return x, y, x + w, y + h
 
 
 def build_sam2(yaml_path: Path, image_size: int, inference_mode: bool) -> UniPixelSAM2:

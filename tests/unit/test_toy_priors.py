@@ -1,11 +1,11 @@
-"""The toy model's prompt priors (``unipixel_model/sam2_adapter.py``): where they draw, and that they stay off unless
+"""The toy model's prompt priors (``unipixel_model/toy_priors.py``): where they draw, and that they stay off unless
 a config turns them on."""
 
 from __future__ import annotations
 
 import torch
 
-from unipixel_model.sam2_adapter import click_prior, track_prior
+from unipixel_model.toy_priors import click_box_prompt, click_prior, track_prior
 
 SIZE = 128  # SAM 2 input side of the toy preset
 
@@ -56,7 +56,25 @@ def test_track_prior_boxes_the_largest_piece_of_the_mask_not_its_stray_fragments
     assert torch.allclose(prompt["point_coords"][0], torch.tensor([[16.0 - 2, 32.0 - 2], [48.0 + 2, 64.0 + 2]]))
 
 
-def test_released_sam2_configs_leave_both_priors_off():
+def test_click_box_prompt_adds_the_box_of_the_clicks_own_mask_to_clicks_alone():
+    """A click is decoded a second time with the box of its first mask added: the toy's click masks covered the part
+    of the object around the click (click J&F 0.69 on its frame, boxes 0.89)."""
+    mask = torch.zeros(3, 32, 32, dtype=torch.bool)
+    mask[:, 8:16, 4:12] = True  # x 16..48 px, y 32..64 px at 128 px
+    mask[:, 28:30, 28:31] = True  # stray cells: not in the box
+    clicks = {"point_coords": torch.tensor([[[20.0, 40.0]], [[20.0, 40.0]], [[20.0, 40.0]]]),
+              "point_labels": torch.tensor([[1], [0], [-1]], dtype=torch.int32)}
+    prompt = click_box_prompt(clicks, _output(mask)["pred_masks"], SIZE, margin=0.0)
+    assert prompt["point_labels"].tolist() == [[1, 2, 3], [0, -1, -1], [-1, -1, -1]]  # no positive click: no box
+    assert torch.allclose(prompt["point_coords"][0], torch.tensor([[20.0, 40.0], [14.0, 30.0], [50.0, 66.0]]))
+    boxed = {"point_coords": torch.zeros(3, 3, 2), "point_labels": torch.tensor([[1, 2, 3]] * 3, dtype=torch.int32)}
+    assert click_box_prompt(boxed, _output(mask)["pred_masks"], SIZE, 0.2) is None  # a box prompt has its box
+    assert click_box_prompt(None, _output(mask)["pred_masks"], SIZE, 0.2) is None
+    empty = click_box_prompt(clicks, _output(torch.zeros(3, 32, 32, dtype=torch.bool))["pred_masks"], SIZE, 0.2)
+    assert empty["point_labels"][0].tolist() == [1, -1, -1]  # nothing was found: the clicks alone again
+
+
+def test_released_sam2_configs_leave_every_prior_off():
     from pathlib import Path
 
     import yaml
@@ -65,4 +83,5 @@ def test_released_sam2_configs_leave_both_priors_off():
     for path in configs.glob("*.yaml"):
         model = yaml.safe_load(path.read_text())["model"]
         toy = path.stem == "sam2.1_hiera_toy"
-        assert bool(model.get("click_prior_logit", 0)) == toy and bool(model.get("track_prior_margin", 0)) == toy, path
+        for key in ("click_prior_logit", "track_prior_margin", "click_box_margin"):
+            assert bool(model.get(key, 0)) == toy, (path, key)
