@@ -22,7 +22,7 @@ from unipixel_model import _tv_shim  # noqa: F401  (sam2 imports torchvision)
 from sam2.modeling.position_encoding import PositionEmbeddingSine
 from sam2.modeling.sam2_base import NO_OBJ_SCORE, SAM2Base
 
-from unipixel_model.toy_priors import click_box_prompt, click_prior, track_prior
+from unipixel_model.toy_priors import box_pass_prompt, click_prior, track_prior
 
 # Nodes that the official fork builds from kwargs (their `_target_` lines are commented out
 # in its yaml); the PyPI package needs the targets back.
@@ -104,7 +104,7 @@ class UniPixelSAM2(SAM2Base):
     """
 
     def __init__(self, inference_mode: bool = True, click_prior_logit: float = 0.0, track_prior_margin: float = 0.0,
-                 click_box_margin: float = 0.0, **kwargs) -> None:
+                 box_pass_margin: float = 0.0, **kwargs) -> None:
         accepted = inspect.signature(SAM2Base.__init__).parameters
         super().__init__(**{k: v for k, v in kwargs.items() if k in accepted})
         self.inference_mode = inference_mode
@@ -114,9 +114,9 @@ class UniPixelSAM2(SAM2Base):
         # Toy models only (0 = off): a tracked frame is also prompted with the box of the neighbouring frame's mask,
         # grown by this share of its side, see :func:`track_prior`.
         self.track_prior_margin = float(track_prior_margin)
-        # Toy models only (0 = off): clicks alone are decoded again with the box of their first mask, grown by this
-        # share of its side, see :func:`click_box_prompt`.
-        self.click_box_margin = float(click_box_margin)
+        # Toy models only (0 = off): a prompt without a box (clicks, hidden tokens) is decoded again with the box of
+        # its first mask, grown by this share of its side, see :func:`box_pass_prompt`.
+        self.box_pass_margin = float(box_pass_margin)
 
     def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None,
                            high_res_features=None, multimask_output=False, hidden_inputs=None):
@@ -204,8 +204,8 @@ class UniPixelSAM2(SAM2Base):
                 high_res_features=high_res_features,
                 multimask_output=self._use_multimask(is_init_cond_frame, point_inputs),
                 hidden_inputs=hidden_inputs)
-            boxed = click_box_prompt(point_inputs, sam_outputs[3], self.image_size, self.click_box_margin) \
-                if self.click_box_margin and mask_inputs is None else None
+            boxed = box_pass_prompt(point_inputs, hidden_inputs is not None, sam_outputs[3], self.image_size,
+                                    self.box_pass_margin) if self.box_pass_margin and mask_inputs is None else None
             if boxed is not None:  # decoded as a box prompt is: one mask
                 sam_outputs = self._forward_sam_heads(
                     backbone_features=pix_feat, point_inputs=boxed, mask_inputs=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from unipixel_model.toy_priors import click_box_prompt, click_prior, track_prior
+from unipixel_model.toy_priors import box_pass_prompt, click_prior, track_prior
 
 SIZE = 128  # SAM 2 input side of the toy preset
 
@@ -56,21 +56,30 @@ def test_track_prior_boxes_the_largest_piece_of_the_mask_not_its_stray_fragments
     assert torch.allclose(prompt["point_coords"][0], torch.tensor([[16.0 - 2, 32.0 - 2], [48.0 + 2, 64.0 + 2]]))
 
 
-def test_click_box_prompt_adds_the_box_of_the_clicks_own_mask_to_clicks_alone():
-    """A click is decoded a second time with the box of its first mask added: the toy's click masks covered the part
-    of the object around the click (click J&F 0.69 on its frame, boxes 0.89)."""
+def test_box_pass_prompt_adds_the_box_of_the_first_mask_to_prompts_without_a_box():
+    """Clicks, or the hidden tokens of a text query, are decoded a second time with the box of their first mask: the
+    toy's click masks covered the part of the object around the click (click J&F 0.69 on its frame, boxes 0.89),
+    and its text-query masks a blob of the object."""
     mask = torch.zeros(3, 32, 32, dtype=torch.bool)
     mask[:, 8:16, 4:12] = True  # x 16..48 px, y 32..64 px at 128 px
     mask[:, 28:30, 28:31] = True  # stray cells: not in the box
+    logits = _output(mask)["pred_masks"]
     clicks = {"point_coords": torch.tensor([[[20.0, 40.0]], [[20.0, 40.0]], [[20.0, 40.0]]]),
               "point_labels": torch.tensor([[1], [0], [-1]], dtype=torch.int32)}
-    prompt = click_box_prompt(clicks, _output(mask)["pred_masks"], SIZE, margin=0.0)
+    prompt = box_pass_prompt(clicks, False, logits, SIZE, margin=0.0)
     assert prompt["point_labels"].tolist() == [[1, 2, 3], [0, -1, -1], [-1, -1, -1]]  # no positive click: no box
     assert torch.allclose(prompt["point_coords"][0], torch.tensor([[20.0, 40.0], [14.0, 30.0], [50.0, 66.0]]))
+    with_tokens = box_pass_prompt(clicks, True, logits, SIZE, margin=0.0)  # the tokens prompt every row
+    assert with_tokens["point_labels"].tolist() == [[1, 2, 3], [0, 2, 3], [-1, 2, 3]]
+    tokens_alone = box_pass_prompt(None, True, logits, SIZE, margin=0.0)
+    assert tokens_alone["point_labels"].tolist() == [[2, 3]] * 3
+    assert torch.allclose(tokens_alone["point_coords"][0], torch.tensor([[14.0, 30.0], [50.0, 66.0]]))
     boxed = {"point_coords": torch.zeros(3, 3, 2), "point_labels": torch.tensor([[1, 2, 3]] * 3, dtype=torch.int32)}
-    assert click_box_prompt(boxed, _output(mask)["pred_masks"], SIZE, 0.2) is None  # a box prompt has its box
-    assert click_box_prompt(None, _output(mask)["pred_masks"], SIZE, 0.2) is None
-    empty = click_box_prompt(clicks, _output(torch.zeros(3, 32, 32, dtype=torch.bool))["pred_masks"], SIZE, 0.2)
+    assert box_pass_prompt(boxed, True, logits, SIZE, 0.2) is None  # a box prompt has its box
+    assert box_pass_prompt(None, False, logits, SIZE, 0.2) is None  # nothing prompted: nothing to box
+    negative = {"point_coords": torch.zeros(3, 1, 2), "point_labels": torch.zeros(3, 1, dtype=torch.int32)}
+    assert box_pass_prompt(negative, False, logits, SIZE, 0.2) is None
+    empty = box_pass_prompt(clicks, False, _output(torch.zeros(3, 32, 32, dtype=torch.bool))["pred_masks"], SIZE, 0.2)
     assert empty["point_labels"][0].tolist() == [1, -1, -1]  # nothing was found: the clicks alone again
 
 
@@ -83,5 +92,5 @@ def test_released_sam2_configs_leave_every_prior_off():
     for path in configs.glob("*.yaml"):
         model = yaml.safe_load(path.read_text())["model"]
         toy = path.stem == "sam2.1_hiera_toy"
-        for key in ("click_prior_logit", "track_prior_margin", "click_box_margin"):
+        for key in ("click_prior_logit", "track_prior_margin", "box_pass_margin"):
             assert bool(model.get(key, 0)) == toy, (path, key)
