@@ -40,7 +40,6 @@ class Settings(FinetuneSettings):
     max_sessions: int = 8                                  # UNIPIXEL_MAX_SESSIONS
     session_ttl_s: float = 1800.0                          # UNIPIXEL_SESSION_TTL_S
     feature_cache_bytes: int = 1 << 30                     # UNIPIXEL_FEATURE_CACHE_MB (per session)
-    frame_max_side: int = 1024                             # UNIPIXEL_FRAME_MAX_SIDE (px; 0: store frames as they are)
     interactive_budget_s: float = 20.0                     # UNIPIXEL_INTERACTIVE_BUDGET_S
     batch_budget_s: float = 60.0                           # UNIPIXEL_BATCH_BUDGET_S
     max_queued_requests: int = 4                           # UNIPIXEL_MAX_QUEUED
@@ -63,7 +62,6 @@ class Settings(FinetuneSettings):
         "max_sessions": (("UNIPIXEL_MAX_SESSIONS",), int),
         "session_ttl_s": (("UNIPIXEL_SESSION_TTL_S",), float),
         "feature_cache_bytes": (("UNIPIXEL_FEATURE_CACHE_MB",), mebibytes),
-        "frame_max_side": (("UNIPIXEL_FRAME_MAX_SIDE",), int),
         "interactive_budget_s": (("UNIPIXEL_INTERACTIVE_BUDGET_S",), float),
         "batch_budget_s": (("UNIPIXEL_BATCH_BUDGET_S",), float),
         "max_queued_requests": (("UNIPIXEL_MAX_QUEUED",), int),
@@ -83,9 +81,6 @@ class Settings(FinetuneSettings):
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be > 0, got {value}")
-        if self.frame_max_side < 0:
-            raise SettingsError(f"UNIPIXEL_FRAME_MAX_SIDE must be >= 0 pixels (0 keeps frames as they are), got "
-                                f"{self.frame_max_side}")
         if self.interactive_budget_s <= 0 or self.batch_budget_s <= 0:
             raise SettingsError("UNIPIXEL_INTERACTIVE_BUDGET_S and UNIPIXEL_BATCH_BUDGET_S must be > 0 seconds")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):

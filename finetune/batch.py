@@ -139,11 +139,14 @@ class BatchBuilder:
         config: the model's :class:`UniPixelConfig` (token ids, ``sam2_image_size``).
         recipe: pixel budget, ``max_tokens``, ``sample_objects``.
         media_cache: decoded media kept (frames live in memmaps, so this costs disk, not RAM).
+        max_side: media with a longer side are decoded with this one, in pixels (``UNIPIXEL_FRAME_MAX_SIDE``; samples
+            stay in the media's own pixels); None keeps their size.
     """
 
-    def __init__(self, tokenizer, config: UniPixelConfig, recipe: TrainRecipe, media_cache: int = 4) -> None:
+    def __init__(self, tokenizer, config: UniPixelConfig, recipe: TrainRecipe, media_cache: int = 4,
+                 max_side: int | None = None) -> None:
         self.tokenizer, self.config, self.recipe = tokenizer, config, recipe
-        self.media_cache = media_cache
+        self.media_cache, self.max_side = media_cache, max_side
         self._media: OrderedDict[str, Frames] = OrderedDict()
 
     def build(self, sample: TrainSample, rng: random.Random | None = None) -> TrainBatch:
@@ -155,7 +158,7 @@ class BatchBuilder:
             MediaDecodeError: when the media cannot be read.
             UniPixelInputError: frames out of range, too many tokens, a region vanishing on the grid.
         """
-        frames = self._frames(sample.media)
+        frames = self.frames(sample.media)
         if sample.frame_idx[-1] >= frames.num_frames:
             raise UniPixelInputError(f"{sample.media} has {frames.num_frames} frames; the sample uses frame "
                                      f"{sample.frame_idx[-1]}")
@@ -252,9 +255,10 @@ class BatchBuilder:
         box = torch.tensor([[prompt.x1_px, prompt.y1_px], [prompt.x2_px, prompt.y2_px]])
         return RefPrompt((box * scale).float(), torch.tensor([BOX_LABEL_TOP_LEFT, BOX_LABEL_BOTTOM_RIGHT]), llm_frame)
 
-    def _frames(self, media: str) -> Frames:
+    def frames(self, media: str) -> Frames:
+        """The decoded frames of ``media`` (the last ``media_cache`` media are kept)."""
         if media not in self._media:
-            self._media[media] = load_frames(media)
+            self._media[media] = load_frames(media, max_side=self.max_side)
             while len(self._media) > self.media_cache:
                 self._media.popitem(last=False)
         self._media.move_to_end(media)

@@ -165,7 +165,8 @@ def describe_object(session: InferenceSession, mask: np.ndarray, frame_idx: int)
 
 
 @torch.no_grad()
-def evaluate_holdout(model, tokenizer, samples: list[TrainSample], max_new_tokens: int = 64) -> EvalReport:
+def evaluate_holdout(model, tokenizer, samples: list[TrainSample], max_new_tokens: int = 64,
+                     max_side: int | None = None) -> EvalReport:
     """Score ``model`` on held-out Label Studio samples as the backend would serve them.
 
     ``mem`` samples replay their click/box (or, box-supervised, give no mask score), ``seg`` samples
@@ -177,15 +178,16 @@ def evaluate_holdout(model, tokenizer, samples: list[TrainSample], max_new_token
     try:
         with model.sam2_gating(True):
             for sample in samples:
-                _score_sample(model, tokenizer, sample, max_new_tokens, report)
+                _score_sample(model, tokenizer, sample, max_new_tokens, report, max_side)
     finally:
         model.train(was_training)
     return report
 
 
-def _score_sample(model, tokenizer, sample: TrainSample, max_new_tokens: int, report: EvalReport) -> None:
-    frames = load_frames(sample.media).take(sample.frame_idx)
-    session = InferenceSession.open(model, tokenizer, frames if len(frames) > 1 else frames[0])
+def _score_sample(model, tokenizer, sample: TrainSample, max_new_tokens: int, report: EvalReport,
+                  max_side: int | None) -> None:
+    frames = load_frames(sample.media, max_side=max_side).subset(sample.frame_idx)  # the media's own size_hw
+    session = InferenceSession.open(model, tokenizer, frames)
     session.max_new_tokens = max_new_tokens
     if sample.kind == "mem" and not sample.box_supervised:
         for n, prompt in enumerate(sample.prompts):

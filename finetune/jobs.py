@@ -110,7 +110,8 @@ class FinetuneRun:
                                                             self.skipped_tasks)})
         from finetune.trainer import Trainer
 
-        trainer = Trainer.from_recipe(self.recipe, checkpoint=self.settings.model)
+        trainer = Trainer.from_recipe(self.recipe, checkpoint=self.settings.model,
+                                      frame_max_side=self.settings.frame_max_side or None)
         before = self._evaluate(trainer, holdout, "before")
         result = trainer.train(train, progress=self._progress)
         after = self._evaluate(trainer, holdout, "after")
@@ -159,7 +160,8 @@ class FinetuneRun:
         samples: list[TrainSample] = []
         for item in annotations:
             try:
-                samples.extend(task_to_samples(_labeled_task(item, spec, fetcher), spec))
+                task = _labeled_task(item, spec, fetcher, self.settings.frame_max_side or None)
+                samples.extend(task_to_samples(task, spec))
             except (PromptError, MediaError, UniPixelInputError) as err:
                 # one malformed annotation, or media gone, refused or undecodable since labeling, costs its task,
                 # not the run
@@ -173,7 +175,8 @@ class FinetuneRun:
         self.report(stage=f"evaluating {when}")
         if not holdout:
             return EvalReport().to_dict()
-        return evaluate_holdout(trainer.model, trainer.tokenizer, holdout, self.recipe.max_new_tokens).to_dict()
+        return evaluate_holdout(trainer.model, trainer.tokenizer, holdout, self.recipe.max_new_tokens,
+                                self.settings.frame_max_side or None).to_dict()
 
     def _progress(self, step: int, total: int, loss: float, eta_s: float) -> None:
         self.report(stage="training", step=step, total_steps=total, loss=round(float(loss), 5), eta_s=round(eta_s, 1))
@@ -212,15 +215,16 @@ def nothing_to_train(project_id: int, annotations: list[GatheredAnnotation], hel
             "config's own controls, or a query with its masks" + (f"; left out: {shown}" if skipped else ""))
 
 
-def _labeled_task(item: GatheredAnnotation, spec, fetcher: MediaFetcher) -> LabeledTask:
-    """Download the task's media once (cached) and read its size and frame count."""
+def _labeled_task(item: GatheredAnnotation, spec, fetcher: MediaFetcher, max_side: int | None = None) -> LabeledTask:
+    """Download the task's media once (cached) and read its size and frame count (decoding it with ``max_side``, as
+    the trainer will: see :func:`~unipixel_model.media.load_frames`)."""
     from unipixel_model.media import load_frames
 
     value, mode = media_value({"id": item.task_id, "data": item.data}, spec), spec.strategy
     # frame lists: a stable folder of links in the media cache (samples refer to it)
     folder = mode.stable_folder(fetcher, value) if mode.frame_list else None
     media = mode.fetch(fetcher, value, item.task_id, folder)
-    frames = load_frames(media)
+    frames = load_frames(media, max_side=max_side)
     height, width = frames.size_hw
     ls_fps = spec.framerate(item.data) if mode.timed else 0.0
     shape = MediaShape(frames.num_frames, height, width, *mode.timing(frames.fps, ls_fps))

@@ -93,6 +93,7 @@ class FinetuneSettings:
     max_media_bytes: int = 2 << 30                         # UNIPIXEL_MAX_MEDIA_MB
     max_frames: int = 18000                                # UNIPIXEL_MAX_FRAMES
     max_pixels: int = 3840 * 2160                          # UNIPIXEL_MAX_PIXELS (per frame)
+    frame_max_side: int = 1024                             # UNIPIXEL_FRAME_MAX_SIDE (px; 0: store frames as they are)
     # training queue
     redis_url: str = "redis://127.0.0.1:6379/0"            # REDIS_URL
     train_queue: str = "unipixel-train"                    # UNIPIXEL_TRAIN_QUEUE
@@ -114,6 +115,7 @@ class FinetuneSettings:
         "max_media_bytes": (("UNIPIXEL_MAX_MEDIA_MB",), mebibytes),
         "max_frames": (("UNIPIXEL_MAX_FRAMES",), int),
         "max_pixels": (("UNIPIXEL_MAX_PIXELS",), int),
+        "frame_max_side": (("UNIPIXEL_FRAME_MAX_SIDE",), int),
         "redis_url": (("REDIS_URL",), str),
         "train_queue": (("UNIPIXEL_TRAIN_QUEUE",), str),
         "train_every_n": (("UNIPIXEL_TRAIN_EVERY_N",), int),
@@ -129,6 +131,9 @@ class FinetuneSettings:
         for name in ("max_media_bytes", "max_frames", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.frame_max_side < 0:
+            raise SettingsError(f"UNIPIXEL_FRAME_MAX_SIDE must be >= 0 pixels (0 keeps frames as they are), got "
+                                f"{self.frame_max_side}")
         if self.label_studio_url and not self.label_studio_url.startswith(("http://", "https://")):
             raise SettingsError(f"LABEL_STUDIO_URL must start with http:// or https://, got {self.label_studio_url!r}")
 

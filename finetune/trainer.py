@@ -137,7 +137,7 @@ class Trainer:
         RuntimeError: when the LoRA targets match no module or would wrap a SAM 2 module.
     """
 
-    def __init__(self, model: nn.Module, tokenizer, recipe: TrainRecipe) -> None:
+    def __init__(self, model: nn.Module, tokenizer, recipe: TrainRecipe, frame_max_side: int | None = None) -> None:
         self.model, self.tokenizer, self.recipe = model, tokenizer, recipe
         self.dist = init_distributed()
         self.device = model.lm_head.weight.device
@@ -154,12 +154,14 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = DistributedDataParallel(self.objective, device_ids=ids, find_unused_parameters=True)
-        self.builder = BatchBuilder(tokenizer, model.config, recipe)
+        self.builder = BatchBuilder(tokenizer, model.config, recipe, max_side=frame_max_side)
 
     @classmethod
     def from_recipe(cls, recipe: TrainRecipe, checkpoint: str | Path | None = None,
-                    device: str | torch.device | None = None) -> "Trainer":
+                    device: str | torch.device | None = None, frame_max_side: int | None = None) -> "Trainer":
         """Load ``checkpoint`` (default ``recipe.base_model``) and its tokenizer, and build a trainer.
+
+        ``frame_max_side``: media with a longer side are decoded with this one (see :class:`BatchBuilder`).
 
         The device defaults to ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU. Frozen weights
         are bf16 on CUDA when ``recipe.bf16``; trained ones are always float32.
@@ -175,7 +177,7 @@ class Trainer:
             torch.cuda.set_device(device)
         path = resolve_checkpoint(checkpoint or recipe.base_model)
         dtype = torch.bfloat16 if recipe.bf16 and device.type == "cuda" else torch.float32
-        return cls(from_pretrained(path, device=device, dtype=dtype), load_tokenizer(path), recipe)
+        return cls(from_pretrained(path, device=device, dtype=dtype), load_tokenizer(path), recipe, frame_max_side)
 
     # ---- setup ---------------------------------------------------------------------------
     def _inject_lora(self) -> list[str]:

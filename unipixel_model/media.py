@@ -83,14 +83,22 @@ class Frames:
                 raise MediaDecodeError(f"frame {index} of the decoded video could not be read back")
         return out
 
+    def subset(self, indices: list[int]) -> "Frames":
+        """The given frames as frames of their own in memory (``size_hw`` kept); one frame is a still, as a single
+        decoded image is."""
+        pixels = self.take(indices)
+        still = len(indices) == 1
+        return Frames(pixels, 0.0 if still else self.fps, still, original_hw=self.original_hw)
 
-def load_frames(source: str | Path | np.ndarray, max_frames: int | None = None,
+
+def load_frames(source: "str | Path | np.ndarray | Frames", max_frames: int | None = None,
                 max_side: int | None = None) -> Frames:
     """Decode ``source`` once.
 
     Args:
         source: an image file, a video file, a directory of frame images (sorted numerically),
-            or a uint8 array [H, W, 3] (image) / [T, H, W, 3] (video).
+            or a uint8 array [H, W, 3] (image) / [T, H, W, 3] (video), or frames already decoded (returned as
+            they are).
         max_frames: refuse longer videos (a clear error instead of filling the disk).
         max_side: store frames of files whose longer side is larger with this longer side, in pixels
             (``size_hw`` stays the original); None keeps every frame as it is. Arrays are kept as given.
@@ -100,6 +108,8 @@ def load_frames(source: str | Path | np.ndarray, max_frames: int | None = None,
     """
     if max_side is not None and max_side < 0:
         raise ValueError(f"max_side must be None, 0 (keep the size) or > 0 pixels, got {max_side}")
+    if isinstance(source, Frames):
+        return source
     if isinstance(source, np.ndarray):
         return _from_array(source)
     path = Path(source)

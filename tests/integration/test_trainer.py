@@ -172,6 +172,38 @@ def test_trainer_adapter_directory_layout(run: Run):
         run.trainer.save_adapter(run.adapter_a)
 
 
+def test_batches_from_media_stored_downscaled_match_the_full_size_ones(tiny_checkpoint, tmp_path):
+    """UNIPIXEL_FRAME_MAX_SIDE in the worker: frames stored with a longer side of 16 px build the batches of the 64 px
+    media (targets, prompts and region tokens in the media's own pixels; the model reads resized frames anyway), and
+    the media are kept at 16 px (a 10-minute 1080p clip took 112 GB of the worker's TMPDIR at its own size)."""
+    model_config, tokenizer, recipe = read_config(tiny_checkpoint), load_tokenizer(tiny_checkpoint), load_recipe("tiny")
+    full, small = BatchBuilder(tokenizer, model_config, recipe), BatchBuilder(tokenizer, model_config, recipe,
+                                                                          max_side=SIZE // 4)
+    for sample in _dataset(tmp_path)[:4]:
+        a, b = full.build(sample), small.build(sample)
+        assert small.frames(sample.media).stored_hw == (SIZE // 4, SIZE // 4)
+        assert small.frames(sample.media).size_hw == full.frames(sample.media).stored_hw == (SIZE, SIZE)
+        assert torch.equal(a.inputs.input_ids, b.inputs.input_ids) and torch.equal(a.labels, b.labels)
+        assert [r.coords_sam.tolist() for r in a.inputs.ref_prompts] == [r.coords_sam.tolist()
+                                                                         for r in b.inputs.ref_prompts]
+        if a.target_masks is not None:
+            assert torch.equal(a.target_masks, b.target_masks) and a.sam2_frames.shape == b.sam2_frames.shape
+        if sample.kind == "region":
+            assert torch.equal(a.inputs.refer_mask, b.inputs.refer_mask)
+
+
+def test_holdout_evaluation_on_media_stored_downscaled_scores_masks_at_the_media_size(tiny_checkpoint, tmp_path):
+    """The fine-tune's held-out evaluation decodes its media with the worker's UNIPIXEL_FRAME_MAX_SIDE too: prompts
+    and the annotated masks stay in the media's own pixels, so the session must answer in them."""
+    from finetune.evaluate import evaluate_holdout
+
+    model, tokenizer = from_pretrained(tiny_checkpoint).eval(), load_tokenizer(tiny_checkpoint)
+    samples = [s for s in _dataset(tmp_path)[:4] if s.kind in ("seg", "mem")]
+    report = evaluate_holdout(model, tokenizer, samples, max_new_tokens=4, max_side=SIZE // 4)
+    assert [c.kind for c in report.calls] == ["text", "box"]
+    assert all(len(c.j) == 3 for c in report.calls)  # the sample's 3 frames, scored against 64 px masks
+
+
 def test_evaluate_skips_samples_that_cannot_be_built(run: Run):
     broken = TrainSample("ref", str(run.adapter_a / "missing"), [0], "What is <|ref|>?", "x",
                          prompts=[PointPrompt(1, 1, 0)])

@@ -37,6 +37,14 @@ def test_settings_bad_values_say_which_variable(env, words):
         Settings.from_env(env)
 
 
+def test_the_worker_stores_frames_at_the_same_size_as_the_server():
+    """UNIPIXEL_FRAME_MAX_SIDE is read by the fine-tune worker too: it decodes the media it trains on."""
+    assert FinetuneSettings().frame_max_side == Settings().frame_max_side == 1024
+    assert FinetuneSettings.from_env({"UNIPIXEL_FRAME_MAX_SIDE": "512"}).frame_max_side == 512
+    with pytest.raises(SettingsError, match="UNIPIXEL_FRAME_MAX_SIDE must be >= 0 pixels"):
+        FinetuneSettings.from_env({"UNIPIXEL_FRAME_MAX_SIDE": "-1"})
+
+
 def _readme_rows() -> dict[str, tuple[str, str]]:
     """README configuration table: every variable named in a row's first cell -> (default, read by)."""
     text = README.read_text()
