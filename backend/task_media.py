@@ -39,7 +39,7 @@ def _open(settings: Settings, fetcher: MediaFetcher, model, tokenizer, task: dic
     check_resolution(first, settings.max_pixels, task_id)  # before decoding a whole oversized video
     try:
         session = InferenceSession.open(model, tokenizer, source, feature_cache_bytes=settings.feature_cache_bytes,
-                                        max_frames=settings.max_frames, max_side=settings.frame_max_side or None)
+                                        max_frames=settings.max_frames, max_side=settings.frame_max_side)
     except MediaDecodeError as err:
         raise MediaError(f"task {task_id}: {err}") from None
     finally:

@@ -140,7 +140,7 @@ class BatchBuilder:
         recipe: pixel budget, ``max_tokens``, ``sample_objects``.
         media_cache: decoded media kept (frames live in memmaps, so this costs disk, not RAM).
         max_side: media with a longer side are decoded with this one, in pixels (``UNIPIXEL_FRAME_MAX_SIDE``; samples
-            stay in the media's own pixels); None keeps their size.
+            stay in the media's own pixels); None or 0 keep their size.
     """
 
     def __init__(self, tokenizer, config: UniPixelConfig, recipe: TrainRecipe, media_cache: int = 4,

@@ -29,7 +29,7 @@ from finetune.metrics import db_eval_boundary, db_eval_iou, text_similarity
 from finetune.sample import TrainSample
 from unipixel_model import templates
 from unipixel_model.errors import UniPixelInputError
-from unipixel_model.media import load_frames
+from unipixel_model.media import Frames, load_frames
 from unipixel_model.session import InferenceSession
 from unipixel_model.types import BoxPrompt, MaskPrompt, MaskTrack, PointPrompt
 
@@ -170,23 +170,28 @@ def evaluate_holdout(model, tokenizer, samples: list[TrainSample], max_new_token
     """Score ``model`` on held-out Label Studio samples as the backend would serve them.
 
     ``mem`` samples replay their click/box (or, box-supervised, give no mask score), ``seg`` samples
-    their text query, ``region`` samples ask for the description of their mask.
+    their text query, ``region`` samples ask for the description of their mask. Each media is decoded once, with
+    ``max_side`` (``UNIPIXEL_FRAME_MAX_SIDE`` in pixels; None or 0 keep its size); prompts and masks stay in its own
+    pixels.
     """
     was_training = model.training
     model.eval()
     report = EvalReport()
+    media: dict[str, Frames] = {}  # the last media: a task's samples come together and share it
     try:
         with model.sam2_gating(True):
             for sample in samples:
-                _score_sample(model, tokenizer, sample, max_new_tokens, report, max_side)
+                if sample.media not in media:
+                    media = {sample.media: load_frames(sample.media, max_side=max_side)}
+                _score_sample(model, tokenizer, sample, media[sample.media], max_new_tokens, report)
     finally:
         model.train(was_training)
     return report
 
 
-def _score_sample(model, tokenizer, sample: TrainSample, max_new_tokens: int, report: EvalReport,
-                  max_side: int | None) -> None:
-    frames = load_frames(sample.media, max_side=max_side).subset(sample.frame_idx)  # the media's own size_hw
+def _score_sample(model, tokenizer, sample: TrainSample, decoded: Frames, max_new_tokens: int,
+                  report: EvalReport) -> None:
+    frames = decoded.subset(sample.frame_idx)  # keeps the media's own size_hw, the one of prompts and masks
     session = InferenceSession.open(model, tokenizer, frames)
     session.max_new_tokens = max_new_tokens
     if sample.kind == "mem" and not sample.box_supervised:

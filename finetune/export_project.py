@@ -29,7 +29,7 @@ def export_project(settings: FinetuneSettings, project_id: int, out_dir: str | P
     fetcher = MediaFetcher(settings.media_policy(settings.data_dir / "media"), client)
     items = []
     for annotation in gathered.annotations:
-        task = _labeled_task(annotation, spec, fetcher, settings.frame_max_side or None)
+        task = _labeled_task(annotation, spec, fetcher, settings.frame_max_side)
         try:
             objects, _ = task_objects(task, spec)
         except PromptError as err:  # the other tasks are still exported

@@ -111,7 +111,7 @@ class FinetuneRun:
         from finetune.trainer import Trainer
 
         trainer = Trainer.from_recipe(self.recipe, checkpoint=self.settings.model,
-                                      frame_max_side=self.settings.frame_max_side or None)
+                                      frame_max_side=self.settings.frame_max_side)
         before = self._evaluate(trainer, holdout, "before")
         result = trainer.train(train, progress=self._progress)
         after = self._evaluate(trainer, holdout, "after")
@@ -160,7 +160,7 @@ class FinetuneRun:
         samples: list[TrainSample] = []
         for item in annotations:
             try:
-                task = _labeled_task(item, spec, fetcher, self.settings.frame_max_side or None)
+                task = _labeled_task(item, spec, fetcher, self.settings.frame_max_side)
                 samples.extend(task_to_samples(task, spec))
             except (PromptError, MediaError, UniPixelInputError) as err:
                 # one malformed annotation, or media gone, refused or undecodable since labeling, costs its task,
@@ -176,7 +176,7 @@ class FinetuneRun:
         if not holdout:
             return EvalReport().to_dict()
         return evaluate_holdout(trainer.model, trainer.tokenizer, holdout, self.recipe.max_new_tokens,
-                                self.settings.frame_max_side or None).to_dict()
+                                self.settings.frame_max_side).to_dict()
 
     def _progress(self, step: int, total: int, loss: float, eta_s: float) -> None:
         self.report(stage="training", step=step, total_steps=total, loss=round(float(loss), 5), eta_s=round(eta_s, 1))

@@ -161,7 +161,8 @@ class Trainer:
                     device: str | torch.device | None = None, frame_max_side: int | None = None) -> "Trainer":
         """Load ``checkpoint`` (default ``recipe.base_model``) and its tokenizer, and build a trainer.
 
-        ``frame_max_side``: media with a longer side are decoded with this one (see :class:`BatchBuilder`).
+        ``frame_max_side``: media with a longer side are decoded with this one, in pixels (None or 0: their own size;
+        see :class:`BatchBuilder`).
 
         The device defaults to ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU. Frozen weights
         are bf16 on CUDA when ``recipe.bf16``; trained ones are always float32.

@@ -84,8 +84,8 @@ class Frames:
         return out
 
     def subset(self, indices: list[int]) -> "Frames":
-        """The given frames as frames of their own in memory (``size_hw`` kept); one frame is a still, as a single
-        decoded image is."""
+        """The frames at ``indices`` (0-based frame_idx) as frames of their own in memory, ``size_hw`` kept; one frame
+        is a still, as a single decoded image is."""
         pixels = self.take(indices)
         still = len(indices) == 1
         return Frames(pixels, 0.0 if still else self.fps, still, original_hw=self.original_hw)
@@ -101,7 +101,7 @@ def load_frames(source: "str | Path | np.ndarray | Frames", max_frames: int | No
             they are).
         max_frames: refuse longer videos (a clear error instead of filling the disk).
         max_side: store frames of files whose longer side is larger with this longer side, in pixels
-            (``size_hw`` stays the original); None keeps every frame as it is. Arrays are kept as given.
+            (``size_hw`` stays the original); None or 0 keep every frame as it is. Arrays are kept as given.
     Raises:
         MediaDecodeError: when nothing decodable is found, naming the file.
         ValueError: a negative ``max_side``.

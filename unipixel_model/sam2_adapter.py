@@ -114,8 +114,8 @@ class UniPixelSAM2(SAM2Base):
         # Toy models only (0 = off): a tracked frame is also prompted with the box of the neighbouring frame's mask,
         # grown by this share of its side, see :func:`track_prior`.
         self.track_prior_margin = float(track_prior_margin)
-        # Toy models only (0 = off): a prompt without a box (clicks, hidden tokens) is decoded again with the box of
-        # its first mask, grown by this share of its side, see :func:`box_pass_prompt`.
+        # Toy models only (0 = off): when serving (inference_mode), a prompt without a box (clicks, hidden tokens) is
+        # decoded again with the box of its first mask, grown by this share of its side, see :func:`box_pass_prompt`.
         self.box_pass_margin = float(box_pass_margin)
 
     def _forward_sam_heads(self, backbone_features, point_inputs=None, mask_inputs=None,
@@ -204,8 +204,10 @@ class UniPixelSAM2(SAM2Base):
                 high_res_features=high_res_features,
                 multimask_output=self._use_multimask(is_init_cond_frame, point_inputs),
                 hidden_inputs=hidden_inputs)
-            boxed = box_pass_prompt(point_inputs, hidden_inputs is not None, sam_outputs[3], self.image_size,
-                                    self.box_pass_margin) if self.box_pass_margin and mask_inputs is None else None
+            # Served only: in training the first decoding is the one that must learn (the box is not differentiable).
+            boxed = None if not (self.box_pass_margin and self.inference_mode) or mask_inputs is not None else \
+                box_pass_prompt(point_inputs, hidden_inputs is not None, sam_outputs[3], self.image_size,
+                                self.box_pass_margin)
             if boxed is not None:  # decoded as a box prompt is: one mask
                 sam_outputs = self._forward_sam_heads(
                     backbone_features=pix_feat, point_inputs=boxed, mask_inputs=None,

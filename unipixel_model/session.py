@@ -89,7 +89,7 @@ class InferenceSession:
     @classmethod
     def open(cls, model: UniPixelModel, tokenizer, media, *, feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
              max_frames: int | None = None, max_side: int | None = None) -> "InferenceSession":
-        """Decode ``media`` (path, frame folder or uint8 array) once and start a session.
+        """Decode ``media`` (path, frame folder, uint8 array, or decoded :class:`Frames`) once and start a session.
 
         ``max_side``: frames of files with a longer side are stored with this one, in pixels (see
         :func:`~unipixel_model.media.load_frames`); prompts and masks stay in the media's own pixels.

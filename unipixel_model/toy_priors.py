@@ -6,8 +6,9 @@ them on in ``configs/sam2.1_hiera_toy.yaml`` (README: The toy model):
 * :func:`click_prior` (``click_prior_logit``): clicks and boxes are also drawn into the dense mask prompt;
 * :func:`track_prior` (``track_prior_margin``): a tracked frame is also prompted with the box of its neighbour's
   mask;
-* :func:`box_pass_prompt` (``box_pass_margin``): a prompt without a box (clicks, a text query's tokens) is decoded
-  a second time with the box of its first mask added.
+* :func:`box_pass_prompt` (``box_pass_margin``): when the model serves (SAM 2's ``inference_mode``, never in
+  training), a prompt without a box (clicks, a text query's tokens) is decoded a second time with the box of its
+  first mask added.
 
 Coordinates are SAM 2 input pixels (0..image_size); masks are low-res logits [B, 1, h, w] (``pred_masks``).
 """

@@ -175,6 +175,30 @@ def _track_iou(track, truth: np.ndarray) -> float:
     return float(np.mean([_iou(track.mask(t), truth[t]) for t in frames]))
 
 
+def test_the_box_pass_serves_clicks_and_stays_out_of_training(toy, monkeypatch):
+    """The toy's box pass (``box_pass_margin``) decodes a click again with the box of its first mask when the model
+    serves. Training (SAM 2 ungated) must see one decoding: with the pass there, only the second would get a gradient
+    and ``python -m finetune toy`` would no longer reproduce the shipped checkpoint."""
+    model, tokenizer = toy
+    clip = make_clip(EVAL_SEED_START + 530, WorldConfig(num_frames=1))
+    click = sampling.click(clip, 0, 0, np.random.default_rng(0))
+    decodings: list[list[int]] = []
+    heads = model.sam2._forward_sam_heads
+
+    def counted(*args, **kwargs):
+        points = kwargs.get("point_inputs")
+        decodings.append([] if points is None else points["point_labels"][0].tolist())
+        return heads(*args, **kwargs)
+
+    monkeypatch.setattr(model.sam2, "_forward_sam_heads", counted)
+    InferenceSession.open(model, tokenizer, clip.frames[0]).refer({1: click}, ask=False)
+    assert decodings == [[1], [1, 2, 3]]  # the click, then the click and its mask's box
+    decodings.clear()
+    with model.sam2_gating(False):  # as the trainer runs SAM 2
+        InferenceSession.open(model, tokenizer, clip.frames[0]).refer({1: click}, ask=False)
+    assert decodings == [[1]]
+
+
 def test_a_large_video_stored_downscaled_is_segmented_and_tracked_at_its_own_size(toy, tmp_path):
     """UNIPIXEL_FRAME_MAX_SIDE: frames of larger media are stored with that longer side (raw frames at their own
     size took 112 GB of TMPDIR for a 10-minute 1080p clip). Prompts and masks stay in the video's own pixels: a box

@@ -30,6 +30,7 @@ from unipixel_model.errors import CheckpointError
 from unipixel_model.feature_cache import VisionCache
 from unipixel_model.finetune_targets import LORA_TARGET_REGEX
 from unipixel_model.loading import from_pretrained, read_config
+from unipixel_model.media import load_frames
 from unipixel_model.session import InferenceSession
 from unipixel_model.tokenization import load_tokenizer
 from unipixel_model.types import BoxPrompt, PointPrompt
@@ -202,6 +203,25 @@ def test_holdout_evaluation_on_media_stored_downscaled_scores_masks_at_the_media
     report = evaluate_holdout(model, tokenizer, samples, max_new_tokens=4, max_side=SIZE // 4)
     assert [c.kind for c in report.calls] == ["text", "box"]
     assert all(len(c.j) == 3 for c in report.calls)  # the sample's 3 frames, scored against 64 px masks
+
+
+def test_holdout_evaluation_decodes_each_media_once(tiny_checkpoint, tmp_path, monkeypatch):
+    """A task's held-out samples share its media (a 10-minute video with 50 samples was decoded 50 times, before and
+    after training): the evaluation decodes it once for all of them."""
+    import finetune.evaluate as evaluate
+
+    decoded = []
+
+    def counting_load(media, **kwargs):
+        decoded.append(str(media))
+        return load_frames(media, **kwargs)
+
+    monkeypatch.setattr(evaluate, "load_frames", counting_load)
+    model, tokenizer = from_pretrained(tiny_checkpoint).eval(), load_tokenizer(tiny_checkpoint)
+    samples = [s for s in _dataset(tmp_path)[:8] if s.kind in ("seg", "mem")]  # 2 media, 2 samples each
+    report = evaluate.evaluate_holdout(model, tokenizer, samples, max_new_tokens=4)
+    assert len(report.calls) == 4
+    assert decoded == sorted({s.media for s in samples}), decoded
 
 
 def test_evaluate_skips_samples_that_cannot_be_built(run: Run):
