@@ -36,7 +36,8 @@ class TrainRecipe:
         lora_target_regex: anchored regex of adapted ``nn.Linear`` names (never SAM 2's).
         lr: LR of LoRA, the UniPixel heads and embeddings; sam2_lr: LR of every ``sam2.*`` parameter
             but the image encoder's, which uses ``sam2_encoder_lr`` (null: ``sam2_lr``), as the official
-            trainer separates ``sam2_enc_lr`` from ``sam2_dec_lr``.
+            trainer separates ``sam2_enc_lr`` from ``sam2_dec_lr``; ``sam2_encoder_lr: 0`` freezes the encoder (no
+            gradient graph through it, not saved in the adapter).
         weight_decay: AdamW weight decay (0 in the official recipe).
         warmup_ratio: share of optimizer steps with linear warm-up, then cosine decay to 0.
         grad_accum: samples per optimizer step per process (batch size 1 per process).
@@ -103,9 +104,9 @@ class TrainRecipe:
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.sam2_lr < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise RecipeError(f"sam2_lr, weight_decay and max_grad_norm must be >= 0, got "
-                              f"{self.sam2_lr}, {self.weight_decay}, {self.max_grad_norm}")
+        if self.sam2_lr < 0 or (self.sam2_encoder_lr or 0) < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise RecipeError(f"sam2_lr, sam2_encoder_lr, weight_decay and max_grad_norm must be >= 0, got "
+                              f"{self.sam2_lr}, {self.sam2_encoder_lr}, {self.weight_decay}, {self.max_grad_norm}")
         for name in ("lora_dropout", "warmup_ratio", "holdout_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise RecipeError(f"{name} must be in [0, 1), got {getattr(self, name)}")
@@ -117,6 +118,12 @@ class TrainRecipe:
             raise RecipeError(f"frames_per_video must be <= 16 (the LLM's frame limit), got {self.frames_per_video}")
         if "sam2" in self.lora_target_regex:
             raise RecipeError("lora_target_regex must not name sam2 modules; SAM 2 is trained fully or frozen")
+
+    @property
+    def trains_sam2_encoder(self) -> bool:
+        """SAM 2's image encoder trains: SAM 2 trains and ``sam2_encoder_lr`` is not 0 (0 freezes it)."""
+        encoder_lr = self.sam2_lr if self.sam2_encoder_lr is None else self.sam2_encoder_lr
+        return (self.train_sam2 or self.full_model) and encoder_lr > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -57,6 +57,7 @@ ADAPTER_NAME = "default"
 HEAD_MODULES = ("seg_head", "ref_encoder", "ref_proj_single", "ref_proj_double", "ref_proj", "tem_emb",
                 "tem_proj", "msk_proj")
 EMBEDDING_PARAMS = ("model.language_model.embed_tokens.weight", "lm_head.weight")
+SAM2_ENCODER_PREFIX = "sam2.image_encoder."
 _SAMPLE_ERRORS = (SampleError, UniPixelInputError, MediaDecodeError, TokenCountError)
 
 ProgressCallback = Callable[[int, int, float, float], None]  # (step, total_steps, loss, eta_s)
@@ -147,7 +148,7 @@ class Trainer:
         if recipe.gradient_checkpointing:  # non-reentrant: works with frozen inputs and DDP's unused params
             model.model.activation_checkpointing_enable({"use_reentrant": False})
         autocast = torch.bfloat16 if recipe.bf16 and self.device.type == "cuda" else None
-        self.objective = UniPixelObjective(model, train_backbone=recipe.train_sam2, autocast_dtype=autocast)
+        self.objective = UniPixelObjective(model, train_backbone=recipe.trains_sam2_encoder, autocast_dtype=autocast)
         self.module: nn.Module = self.objective
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -209,6 +210,8 @@ class Trainer:
             lora = "lora_" in name
             train = lora or name.split(".")[0] in prefixes or (recipe.train_embeddings and name in EMBEDDING_PARAMS) \
                 or recipe.full_model
+            if name.startswith(SAM2_ENCODER_PREFIX) and not recipe.trains_sam2_encoder:
+                train = False  # sam2_encoder_lr 0: frozen, so no gradient graph through it and not saved
             param.requires_grad_(train)
             if train and param.dtype != torch.float32:
                 param.data = param.data.float()  # AdamW on bf16 weights would drop small updates
@@ -220,7 +223,7 @@ class Trainer:
         groups: dict[str, list[nn.Parameter]] = {"lora": [], "modules": [], "sam2": [], "sam2_encoder": []}
         for name, param in self.model.named_parameters():
             if param.requires_grad:
-                key = "lora" if "lora_" in name else "sam2_encoder" if name.startswith("sam2.image_encoder.") \
+                key = "lora" if "lora_" in name else "sam2_encoder" if name.startswith(SAM2_ENCODER_PREFIX) \
                     else "sam2" if name.startswith("sam2.") else "modules"
                 groups[key].append(param)
         encoder_lr = self.recipe.sam2_lr if self.recipe.sam2_encoder_lr is None else self.recipe.sam2_encoder_lr

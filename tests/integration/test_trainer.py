@@ -7,6 +7,7 @@ kinds and saves adapter B. The tests then check that run and swap A/B/base on a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -156,6 +157,26 @@ def test_trainer_lora_wraps_only_the_anchored_targets(run: Run):
     assert "seg_head.1.weight" in full and "msk_proj.0.weight" in full
     assert any(n.startswith("sam2.image_encoder.") for n in full)
     assert not any("lora_" in n or n.startswith("model.") for n in full)
+
+
+def test_a_zero_encoder_lr_freezes_sam2s_image_encoder_and_trains_the_rest_of_sam2(tiny_checkpoint, tmp_path):
+    """``sam2_encoder_lr: 0`` (the toy's active-learning recipe): SAM 2's image encoder stays frozen (no gradient graph
+    through it, not in the adapter), its decoder and memory still train at ``sam2_lr``."""
+    recipe = dataclasses.replace(load_recipe("tiny"), sam2_encoder_lr=0.0, max_steps=2)
+    trainer = Trainer.from_recipe(recipe, checkpoint=tiny_checkpoint, device="cpu")
+    encoder = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if n.startswith("sam2.image_encoder.")}
+    decoder = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+               if n.startswith("sam2.sam_mask_decoder.")}
+    assert encoder and decoder
+    assert not trainer.objective.train_backbone
+    assert not [n for n in trainer.module_params if n.startswith("sam2.image_encoder.")]
+    assert [n for n in trainer.module_params if n.startswith("sam2.sam_mask_decoder.")]
+    trainer.train([s for s in _dataset(tmp_path / "media") if s.kind in ("seg", "mem")])
+    params = dict(trainer.model.named_parameters())
+    assert all(torch.equal(params[n].float(), p.float()) for n, p in encoder.items())
+    assert any(not torch.equal(params[n], p.to(params[n].dtype)) for n, p in decoder.items())
+    saved = load_file(str(trainer.save_adapter(tmp_path / "adapter") / MODULE_WEIGHTS))
+    assert not [k for k in saved if k.startswith("sam2.image_encoder.")] and "sam2.no_mem_embed" in saved
 
 
 def test_trainer_adapter_directory_layout(run: Run):
