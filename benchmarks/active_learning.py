@@ -1,15 +1,16 @@
-"""Active learning that is seen to work: a base toy model that never saw one shape learns it from Label Studio.
+"""Active learning that is seen to work: the toy model, which never saw a cross, learns crosses from Label Studio.
 
 Everything is real: a ``redis-server``, Label Studio 1.23.2, ``python -m backend serve`` with the base model, and the
-RQ worker (``python -m finetune worker --burst``). For each labeling config, a project gets synthetic clips of the new
-shape, annotated as Label Studio stores annotations (``finetune.world.ls_annotations``: masks in ``video_masks`` and
-the image configs, box-only tracks in ``video_tracking``). *Start Training* is pressed through Label Studio's API, the
-worker trains and publishes, and the published version is scored on held-out clips of the new shape next to the base:
+RQ worker (``python -m finetune worker --burst``) running the ``toy_active`` recipe. For each labeling config, a
+project gets synthetic clips of the new shape, annotated as Label Studio stores annotations
+(``finetune.world.ls_annotations``: masks in ``video_masks`` and the image configs, box-only tracks in
+``video_tracking``). *Start Training* is pressed through Label Studio's API, the worker trains, evaluates its held-out
+tasks and publishes, and the published version is scored on held-out clips of the new shape next to the base:
 
-    python -m finetune toy --out /tmp/toy-no-triangle --work /tmp/toy-no-triangle.work \\
-        --shapes circle,square,ring,bar --minutes 20
-    python -m benchmarks.active_learning --base /tmp/toy-no-triangle --shape triangle --out /tmp/al
+    python -m benchmarks.active_learning --out /tmp/al          # base: the shipped toy; new shape: cross
 
+The shipped toy was trained without crosses (``finetune.world.scene.SHAPES``), so it is the base as it is; another
+base and shape work too (``python -m finetune toy --shapes circle,square,ring,bar`` trains one without triangles).
 It prints one table (J&F on the new shape per prompt kind, before and after, per config) and writes ``report.json``.
 It is a script, not a test: a run takes about 15 minutes on 2 CPU cores.
 """
@@ -41,14 +42,9 @@ TRAIN_SEED = 5_000_000  # far from the toy model's training seeds and from the e
 
 
 def recipe(args, work: Path) -> Path:
-    """The stage-3 LoRA recipe the worker runs (the product's path), sized for a CPU."""
-    values = yaml.safe_load((REPO / "finetune/configs/tiny.yaml").read_text())
-    # LoRA on the LLM and ViT plus the heads; SAM 2 stays as it is: a few tasks of one shape must teach the words
-    # and the look of it, not re-fit SAM 2 (trained on 15 samples at 2e-4 it lost 0.13-0.22 J&F on every kind).
-    values.update(name="toy_active", base_model=str(args.base), lora_r=16, lora_alpha=32, lr=2e-4, sam2_lr=0.0,
-                  train_heads=True, train_sam2=False, max_steps=args.steps, epochs=50.0, holdout_fraction=0.25,
-                  min_improvement=-1.0, llm_min_pixels=None, llm_max_pixels=None, frames_per_video=8,
-                  sample_objects=3, log_every=10)
+    """The worker's recipe: ``finetune/configs/toy_active.yaml`` on ``args.base`` (its held-out check included)."""
+    values = yaml.safe_load((REPO / "finetune/configs/toy_active.yaml").read_text())
+    values.update(base_model=str(args.base), max_steps=args.steps)
     path = work / "toy_active.yaml"
     path.write_text(yaml.safe_dump(values))
     return path
@@ -81,13 +77,13 @@ def make_project(ls, backend_url: str, name: str, args, folder: Path) -> tuple[i
     return project, ml
 
 
-def evaluate(base: Path, adapter: Path | None, shape: str, clips: int) -> dict:
+def evaluate(base: str | Path, adapter: Path | None, shape: str, clips: int) -> dict:
     """J&F on held-out clips of ``shape`` (12 frames), per prompt kind, over all frames and on the prompt frame."""
     from finetune.world.evaluate import evaluate_world
-    from unipixel_model.loading import from_pretrained, load_adapter
+    from unipixel_model.loading import from_pretrained, load_adapter, resolve_checkpoint
     from unipixel_model.tokenization import load_tokenizer
 
-    model, tokenizer = from_pretrained(base), load_tokenizer(base)
+    model, tokenizer = from_pretrained(base), load_tokenizer(resolve_checkpoint(str(base)))
     if adapter is not None:
         load_adapter(model, adapter)
     report = evaluate_world(model, tokenizer, range(EVAL_SEED_START + 50_000, EVAL_SEED_START + 50_000 + clips),
@@ -98,8 +94,9 @@ def evaluate(base: Path, adapter: Path | None, shape: str, clips: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--base", required=True, type=Path, help="toy checkpoint trained without --shape")
-    parser.add_argument("--shape", default="triangle")
+    parser.add_argument("--base", default="toy", help="'toy' (never saw a cross) or a toy checkpoint trained "
+                                                     "without --shape")
+    parser.add_argument("--shape", default="cross")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--tasks", type=int, default=8, help="annotated tasks per config")
     parser.add_argument("--steps", type=int, default=150, help="fine-tune steps per project")
