@@ -1,4 +1,4 @@
-"""Active learning that is seen to work: the toy model, which never saw a cross, learns crosses from Label Studio.
+"""Active learning, measured: the toy model, which never saw a cross, fine-tuned on crosses annotated in Label Studio.
 
 Everything is real: a ``redis-server``, Label Studio 1.23.2, ``python -m backend serve`` with the base model, and the
 RQ worker (``python -m finetune worker --burst``) running the ``toy_active`` recipe. For each labeling config, a
@@ -12,7 +12,7 @@ tasks and publishes, and the published version is scored on held-out clips of th
 The shipped toy was trained without crosses (``finetune.world.scene.SHAPES``), so it is the base as it is; another
 base and shape work too (``python -m finetune toy --shapes circle,square,ring,bar`` trains one without triangles).
 It prints one table (J&F on the new shape per prompt kind, before and after, per config) and writes ``report.json``.
-It is a script, not a test: a run takes about 15 minutes on 2 CPU cores.
+It is a script, not a test: a run takes 5-10 minutes on 2 CPU cores (README: Fine-tuning, for the numbers).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from finetune.metrics import db_eval_iou  # noqa: E402
 from finetune.world.evaluate import EVAL_SEED_START  # noqa: E402
 from finetune.world.scene import WorldConfig, make_clip  # noqa: E402
 from unipixel_model import templates  # noqa: E402
@@ -36,8 +37,8 @@ from unipixel_model.tokenization import load_tokenizer  # noqa: E402
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = (a | b).sum()
-    return float((a & b).sum() / union) if union else 1.0
+    """J of two bool [H, W] masks (1 when both are empty), as the evaluation scores them."""
+    return float(db_eval_iou(a, b))
 
 
 def query_mask(model, tokenizer, frame: np.ndarray, text: str) -> np.ndarray:

@@ -120,10 +120,14 @@ class TrainRecipe:
             raise RecipeError("lora_target_regex must not name sam2 modules; SAM 2 is trained fully or frozen")
 
     @property
+    def sam2_encoder_lr_or_default(self) -> float:
+        """The image encoder's learning rate: ``sam2_encoder_lr``, or ``sam2_lr`` when it is null."""
+        return self.sam2_lr if self.sam2_encoder_lr is None else self.sam2_encoder_lr
+
+    @property
     def trains_sam2_encoder(self) -> bool:
-        """SAM 2's image encoder trains: SAM 2 trains and ``sam2_encoder_lr`` is not 0 (0 freezes it)."""
-        encoder_lr = self.sam2_lr if self.sam2_encoder_lr is None else self.sam2_encoder_lr
-        return (self.train_sam2 or self.full_model) and encoder_lr > 0
+        """SAM 2's image encoder trains: SAM 2 trains and its encoder's learning rate is not 0 (0 freezes it)."""
+        return (self.train_sam2 or self.full_model) and self.sam2_encoder_lr_or_default > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -226,9 +226,8 @@ class Trainer:
                 key = "lora" if "lora_" in name else "sam2_encoder" if name.startswith(SAM2_ENCODER_PREFIX) \
                     else "sam2" if name.startswith("sam2.") else "modules"
                 groups[key].append(param)
-        encoder_lr = self.recipe.sam2_lr if self.recipe.sam2_encoder_lr is None else self.recipe.sam2_encoder_lr
         lrs = {"lora": self.recipe.lr, "modules": self.recipe.lr, "sam2": self.recipe.sam2_lr,
-               "sam2_encoder": encoder_lr}
+               "sam2_encoder": self.recipe.sam2_encoder_lr_or_default}
         params = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
         # foreach: one kernel per group instead of per tensor (the step dominates tiny models on CPU)
         return torch.optim.AdamW(params, lr=self.recipe.lr, weight_decay=self.recipe.weight_decay, foreach=True)

@@ -59,10 +59,23 @@ def test_recipe_unknown_key_is_named(tmp_path: Path):
     ({"llm_min_pixels": 20000, "llm_max_pixels": 10000}, "exceeds llm_max_pixels"),
     ({"frames_per_video": 32}, "frames_per_video must be <= 16"),
     ({"lora_target_regex": r".*sam2\..*q_proj$"}, "must not name sam2"),
+    ({"sam2_encoder_lr": -1e-5}, "sam2_encoder_lr, weight_decay and max_grad_norm must be >= 0"),
 ])
 def test_recipe_bad_values_raise(change, message):
     with pytest.raises(RecipeError, match=message):
         TrainRecipe.from_dict({**load_recipe("tiny").to_dict(), **change})
+
+
+@pytest.mark.parametrize("change, lr, trains", [
+    ({}, 5e-4, True),  # tiny: null falls back to sam2_lr
+    ({"sam2_encoder_lr": 1e-5}, 1e-5, True),
+    ({"sam2_encoder_lr": 0.0}, 0.0, False),  # 0 freezes the image encoder
+    ({"sam2_lr": 0.0}, 0.0, False),
+    ({"train_sam2": False, "sam2_encoder_lr": 1e-5}, 1e-5, False),  # SAM 2 frozen as a whole
+])
+def test_the_sam2_encoder_learning_rate_and_whether_the_encoder_trains(change, lr, trains):
+    recipe = TrainRecipe.from_dict({**load_recipe("tiny").to_dict(), **change})
+    assert (recipe.sam2_encoder_lr_or_default, recipe.trains_sam2_encoder) == (lr, trains)
 
 
 def test_recipe_accepts_exponent_floats_that_yaml_reads_as_strings(tmp_path: Path):
