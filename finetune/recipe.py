@@ -50,6 +50,9 @@ class TrainRecipe:
             default because it makes the adapter as large as the embedding matrix).
         full_model: train every parameter and save a whole checkpoint instead of an adapter (no
             LoRA; how the ``toy`` model is trained from random weights).
+        full_model_modules: with ``full_model``, train only these top-level modules (``model``, ``lm_head``,
+            ``msk_proj``, ``sam2``, ...) and freeze the rest; null: every one. The toy's description phases train
+            the LLM alone this way.
         bf16: bf16 autocast (CUDA only; CPU runs stay float32).
         gradient_checkpointing: recompute LLM/ViT layer activations in the backward pass.
         frames_per_video: the LLM pixel budget per frame scales with ``frames_per_video / T``.
@@ -83,6 +86,7 @@ class TrainRecipe:
     train_sam2: bool = True
     train_embeddings: bool = False
     full_model: bool = False
+    full_model_modules: list[str] | None = None
     bf16: bool = True
     gradient_checkpointing: bool = False
     frames_per_video: int = 8
@@ -114,6 +118,9 @@ class TrainRecipe:
             raise RecipeError(f"max_steps must be > 0 or null, got {self.max_steps}")
         if None not in (self.llm_min_pixels, self.llm_max_pixels) and self.llm_min_pixels > self.llm_max_pixels:
             raise RecipeError(f"llm_min_pixels ({self.llm_min_pixels}) exceeds llm_max_pixels ({self.llm_max_pixels})")
+        if self.full_model_modules is not None and (not self.full_model or not self.full_model_modules):
+            raise RecipeError(f"full_model_modules needs full_model: true and at least one module name, got "
+                              f"{self.full_model_modules!r} with full_model {self.full_model}")
         if self.frames_per_video > 16:
             raise RecipeError(f"frames_per_video must be <= 16 (the LLM's frame limit), got {self.frames_per_video}")
         if "sam2" in self.lora_target_regex:
@@ -124,10 +131,16 @@ class TrainRecipe:
         """The image encoder's learning rate: ``sam2_encoder_lr``, or ``sam2_lr`` when it is null."""
         return self.sam2_lr if self.sam2_encoder_lr is None else self.sam2_encoder_lr
 
+    def trains_module(self, name: str) -> bool:
+        """A top-level module (``sam2``, ``msk_proj``, ...) of a ``full_model`` run trains: every one, or the listed
+        ``full_model_modules``."""
+        return self.full_model and (self.full_model_modules is None or name in self.full_model_modules)
+
     @property
     def trains_sam2_encoder(self) -> bool:
         """SAM 2's image encoder trains: SAM 2 trains and its encoder's learning rate is not 0 (0 freezes it)."""
-        return (self.train_sam2 or self.full_model) and self.sam2_encoder_lr_or_default > 0
+        sam2 = self.trains_module("sam2") if self.full_model else self.train_sam2
+        return sam2 and self.sam2_encoder_lr_or_default > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,6 +196,8 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
     options = [part.strip() for part in str(annotation).split("|")]
     if value is None and "None" in options:
+        return
+    if "list[str]" in options and isinstance(value, list) and all(isinstance(v, str) for v in value):
         return
     allowed = tuple(t for option in options for t in kinds.get(option, ()))
     bad_bool = isinstance(value, bool) and bool not in allowed

@@ -46,7 +46,7 @@ from torch import nn
 from finetune.adapter_io import save_adapter
 from finetune.batch import BatchBuilder, TrainBatch
 from finetune.objective import UniPixelObjective
-from finetune.recipe import TrainRecipe
+from finetune.recipe import RecipeError, TrainRecipe
 from finetune.sample import SampleError, TrainSample
 from unipixel_model.adapters import lora_layer_names
 from unipixel_model.errors import MediaDecodeError, TokenCountError, UniPixelInputError
@@ -205,11 +205,18 @@ class Trainer:
         """
         recipe, model = self.recipe, self.model
         prefixes = (HEAD_MODULES if recipe.train_heads else ()) + (("sam2",) if recipe.train_sam2 else ())
+        tops = {name for name, _ in model.named_children()}
+        unknown = sorted(set(recipe.full_model_modules or ()) - tops)
+        if unknown:
+            raise RecipeError(f"full_model_modules names {unknown}, which this model lacks; its top-level modules "
+                              f"are {sorted(tops)}")
         full = []
         for name, param in model.named_parameters():
-            lora = "lora_" in name
-            train = lora or name.split(".")[0] in prefixes or (recipe.train_embeddings and name in EMBEDDING_PARAMS) \
-                or recipe.full_model
+            lora, top = "lora_" in name, name.split(".")[0]
+            if recipe.full_model:  # every module, or the listed full_model_modules
+                train = recipe.trains_module(top)
+            else:
+                train = lora or top in prefixes or (recipe.train_embeddings and name in EMBEDDING_PARAMS)
             if name.startswith(SAM2_ENCODER_PREFIX) and not recipe.trains_sam2_encoder:
                 train = False  # sam2_encoder_lr 0: frozen, so no gradient graph through it and not saved
             param.requires_grad_(train)
@@ -259,7 +266,7 @@ class Trainer:
         stream = self._batches(samples, result)
         start = time.monotonic()
         self.model.train()
-        self.model.sam2.train(recipe.train_sam2)
+        self.model.sam2.train(recipe.trains_module("sam2") if recipe.full_model else recipe.train_sam2)
         try:
             with self.model.sam2_gating(False):  # training sees ungated logits (spec §2.6)
                 for step in range(1, total + 1):

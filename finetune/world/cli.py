@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--minutes", type=float, default=None, help="scale the phases' steps to about this long")
     toy.add_argument("--shapes", default=None, help="train on these shapes only (comma list), e.g. a base model "
                      "without one category for the active-learning check (use its own --work folder)")
+    toy.add_argument("--init", default=None, help="start from this checkpoint instead of random weights")
+    toy.add_argument("--phases", default=None, help="run only these phases (comma list of toy_stills, toy_videos, "
+                     "toy_describe, toy_describe_text); default: all")
 
 
 def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> None:
@@ -119,12 +123,21 @@ def run_world(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from finetune.world.toy import train_toy
+    from finetune.world.toy import select_phases, train_toy
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
     shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
-    summary = train_toy(out, work, minutes=args.minutes, shapes=shapes)
+    try:
+        phases = select_phases(args.phases)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    init = Path(args.init) if args.init else None
+    if init is not None and not (init / "config.json").is_file():
+        print(f"error: --init {init} is not a checkpoint folder (no config.json)", file=sys.stderr)
+        return 2
+    summary = train_toy(out, work, minutes=args.minutes, phases=phases, shapes=shapes, init=init)
     print(json.dumps(summary, indent=2))
     return 0
 

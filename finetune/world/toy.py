@@ -1,17 +1,23 @@
 """Train the ``toy`` model: the ``toy`` preset from random weights, on the synthetic world, with the
-project's own stage-3 trainer (``full_model`` recipes: every parameter trained, no LoRA).
+project's own stage-3 trainer (``full_model`` recipes, no LoRA: every parameter trained in phases 1-2, the
+LLM alone in phases 3-4).
 
-Two phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
+Four phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
 
 1. ``toy_stills``: still images, every object of a still clicked or boxed at once (cheap: one SAM 2
    frame per sample), text queries, descriptions — the model learns to see and to read;
 2. ``toy_videos``: short windows of videos, one object per sample, clicks/boxes/masks on one frame
-   tracked both ways, text queries seeded where the object is — the model learns to track.
+   tracked both ways, text queries seeded where the object is — the model learns to track;
+3. ``toy_describe``: the LLM alone (SAM 2 frozen) on descriptions of new stills and videos: after the first two
+   phases it described every object alike ("a purple bar"), the template learned and not the content;
+4. ``toy_describe_text``: the same with text queries mixed in, which phase 3 made the LLM forget to answer with
+   ``<|seg|>``.
 
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
 above. The result is written fp16 in the official layout with its tokenizer, plus ``toy_training.json``
-(losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (about 40 minutes on
-2 CPU cores); CI never does: it uses the shipped checkpoint.
+(losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (about 50 minutes on
+2 CPU cores: 35 for phases 1-2, 12 for phases 3-4, the rest rendering); CI never does: it uses the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a
+checkpoint (how phases 3 and 4 were added to the shipped one).
 """
 
 from __future__ import annotations
@@ -37,13 +43,16 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ToyPhase:
-    """One phase: a recipe, the clips it renders and how samples are drawn from them."""
+    """One phase: a recipe, the clips it renders and how samples are drawn from them (``clips`` clips of
+    ``num_frames`` frames from ``first_seed``, plus ``still_clips`` stills from ``still_first_seed``)."""
 
     recipe: str
     clips: int
     num_frames: int
     first_seed: int
     mix: SampleMix = SampleMix()
+    still_clips: int = 0
+    still_first_seed: int = 0
 
 
 PHASES = (
@@ -53,6 +62,12 @@ PHASES = (
              mix=SampleMix(region=1.5, ref=0.5)),
     ToyPhase("toy_videos", clips=1000, num_frames=16, first_seed=TRAIN_SEED_START + 100_000,
              mix=SampleMix(mem_prompt=2.0, mem_mask=0.5, seg=1.5, region=0.5, ref=0.25, max_window=6)),
+    ToyPhase("toy_describe", clips=800, num_frames=16, first_seed=TRAIN_SEED_START + 69_000,
+             mix=SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=0.0, region=1.5, ref=0.0, max_window=6),
+             still_clips=4000, still_first_seed=TRAIN_SEED_START + 59_000),
+    ToyPhase("toy_describe_text", clips=300, num_frames=16, first_seed=TRAIN_SEED_START + 69_000,
+             mix=SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=0.4, region=1.5, ref=0.0, max_window=6),
+             still_clips=2000, still_first_seed=TRAIN_SEED_START + 59_000),
 )
 
 
@@ -65,42 +80,51 @@ def build_toy_init(directory: Path, seed: int = 0) -> Path:
 
 def render_phase(phase: ToyPhase, work: Path, shapes: tuple[str, ...] | None = None) -> list:
     """Render the phase's clips under ``work`` (PNG, reused when present: one ``work`` per ``shapes``) and draw its
-    samples."""
-    config = WorldConfig(num_frames=phase.num_frames, **({"shapes": shapes} if shapes else {}))
+    samples: the stills first, then the clips."""
     rng = np.random.default_rng(phase.first_seed)
     samples = []
-    for seed in range(phase.first_seed, phase.first_seed + phase.clips):
-        clip = make_clip(seed, config)
-        if phase.num_frames == 1:
-            media = work / "stills" / f"{seed}.png"
-            if not media.is_file():
-                writers.write_image(clip.frames[0], media)
-        else:
-            media = work / "videos" / str(seed)
-            if not (media / f"{phase.num_frames:05d}.png").is_file():
-                writers.write_frame_folder(clip.frames, media)
-        samples += clip_samples(clip, media, rng, phase.mix)
+    for num_frames, first, count in ((1, phase.still_first_seed, phase.still_clips),
+                                     (phase.num_frames, phase.first_seed, phase.clips)):
+        config = WorldConfig(num_frames=num_frames, **({"shapes": shapes} if shapes else {}))
+        for seed in range(first, first + count):
+            clip = make_clip(seed, config)
+            samples += clip_samples(clip, _rendered(clip, work), rng, phase.mix)
     return samples
 
 
+def _rendered(clip, work: Path) -> Path:
+    """The clip's frames under ``work`` (a PNG for a still, a frame folder for a video), written once."""
+    if clip.num_frames == 1:
+        media = work / "stills" / f"{clip.seed}.png"
+        if not media.is_file():
+            writers.write_image(clip.frames[0], media)
+        return media
+    media = work / "videos" / str(clip.seed)
+    if not (media / f"{clip.num_frames:05d}.png").is_file():
+        writers.write_frame_folder(clip.frames, media)
+    return media
+
+
 def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple[ToyPhase, ...] = PHASES,
-              shapes: tuple[str, ...] | None = None) -> dict:
-    """Run every phase from random weights; write the fp16 checkpoint to ``out``.
+              shapes: tuple[str, ...] | None = None, init: Path | None = None) -> dict:
+    """Run the phases from random weights (or from the checkpoint ``init``); write the fp16 checkpoint to ``out``.
 
     Args:
         shapes: the shapes the world draws (None: all but the held-out ``cross``).
         minutes: when given, every phase's ``max_steps`` is scaled so the run takes about this long
             (measured on the first steps); None keeps the recipes' step counts.
+        init: start from this checkpoint; its ``toy_training.json`` (phases and losses) is carried over.
     Returns:
         A summary: per phase the steps, seconds, final losses and skipped samples.
     """
     from finetune.trainer import Trainer
 
     work.mkdir(parents=True, exist_ok=True)
-    checkpoint = build_toy_init(work / "init")
-    summary: dict = {"phases": []}
+    earlier = _training_log(init) if init is not None else {"phases": [], "history": [], "seconds": 0}
+    checkpoint = init if init is not None else build_toy_init(work / "init")
+    summary: dict = {"phases": earlier["phases"]}
     started = time.time()
-    history = []
+    history = earlier["history"]
     for n, phase in enumerate(phases):
         samples = render_phase(phase, work, shapes)
         recipe = load_recipe(phase.recipe)
@@ -116,15 +140,38 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
         checkpoint = trainer.save_checkpoint(last, dtype=torch.float16 if last == out else torch.float32)
         summary["phases"].append({"recipe": phase.recipe, "samples": len(samples), "steps": result.steps,
                                   "seconds": round(result.seconds), "skipped": len(result.skipped)})
-    summary["seconds"] = round(time.time() - started)
+    summary["seconds"] = earlier["seconds"] + round(time.time() - started)
     (out / "toy_training.json").write_text(json.dumps({**summary, "history": history}))
     _plot(history, out / "loss.png")
     return summary
 
 
+def select_phases(names: str | None) -> tuple[ToyPhase, ...]:
+    """The phases named in a comma list (in the order of :data:`PHASES`); None: every phase.
+
+    Raises:
+        ValueError: naming the unknown ones and the known ones.
+    """
+    if names is None:
+        return PHASES
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = sorted(wanted - {p.recipe for p in PHASES})
+    if unknown or not wanted:
+        raise ValueError(f"unknown toy phases {unknown or names!r}; the phases are {[p.recipe for p in PHASES]}")
+    return tuple(p for p in PHASES if p.recipe in wanted)
+
+
+def _training_log(checkpoint: Path) -> dict:
+    """The ``toy_training.json`` of a checkpoint (empty when it has none)."""
+    path = Path(checkpoint) / "toy_training.json"
+    log = json.loads(path.read_text()) if path.is_file() else {}
+    return {"phases": log.get("phases", []), "history": log.get("history", []), "seconds": log.get("seconds", 0)}
+
+
 def _planned_s(recipe) -> float:
     """Seconds a recipe's steps take on 2 CPU cores (measured; used only to scale ``--minutes``)."""
-    per_step = {"toy_stills": 0.2, "toy_videos": 0.55}.get(recipe.name, 0.5)
+    per_step = {"toy_stills": 0.2, "toy_videos": 0.55, "toy_describe": 0.032, "toy_describe_text": 0.045}
+    per_step = per_step.get(recipe.name, 0.5)
     return recipe.max_steps * per_step
 
 
@@ -147,7 +194,7 @@ def _plot(history: list[dict], path: Path) -> None:
     boundaries = [i for i in range(1, len(history)) if history[i]["phase"] != history[i - 1]["phase"]]
     for b in boundaries:
         ax.axvline(b, color="grey", linestyle=":")
-    ax.set_xlabel("optimizer step (stills, then videos)")
+    ax.set_xlabel("optimizer step (stills, videos, descriptions, descriptions + text)")
     ax.set_ylabel("loss (running mean of 100)")
     ax.set_yscale("log")
     ax.legend()

@@ -90,7 +90,7 @@ def test_a_box_segments_the_object_and_tracks_it_both_ways(toy):
     assert iou["before"] >= 0.5 and iou["after"] >= 0.5, iou
 
 
-@short_of_the_bar("the named object found in 1 of 8 clips")
+@short_of_the_bar("the named object found in 2 of 8 clips")
 def test_a_text_query_picks_the_named_object_among_distractors(toy):
     model, tokenizer = toy
     picked, asked = 0, 0
@@ -131,7 +131,6 @@ def test_a_negative_click_removes_a_leak_onto_a_touching_twin(toy):
     assert _iou(corrected.mask(2), left) >= 0.7
 
 
-@short_of_the_bar("2 of 10 descriptions name the colour or shape; most read 'a red bar'")
 def test_a_description_names_the_colour_or_the_shape(toy):
     model, tokenizer = toy
     named, answers = 0, []
@@ -143,6 +142,7 @@ def test_a_description_names_the_colour_or_the_shape(toy):
         words = set(answer.lower().replace(".", " ").split())
         named += int(clip.objects[obj].colour in words or clip.objects[obj].shape in words)
         answers.append((clip.objects[obj].colour, clip.objects[obj].shape, answer))
+    print(f"{named} of {len(answers)} descriptions name the colour or shape:", answers)
     assert named >= 0.7 * len(answers), answers
 
 

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from finetune.batch import BatchBuilder
-from finetune.recipe import load_recipe
+from finetune.recipe import RecipeError, load_recipe
 from finetune.sample import TrainSample
 from finetune.trainer import EvalResult, Trainer, TrainResult
 from finetune.world import writers
@@ -177,6 +177,26 @@ def test_a_zero_encoder_lr_freezes_sam2s_image_encoder_and_trains_the_rest_of_sa
     assert any(not torch.equal(params[n], p.to(params[n].dtype)) for n, p in decoder.items())
     saved = load_file(str(trainer.save_adapter(tmp_path / "adapter") / MODULE_WEIGHTS))
     assert not [k for k in saved if k.startswith("sam2.image_encoder.")] and "sam2.no_mem_embed" in saved
+
+
+def test_full_model_modules_train_the_listed_modules_and_nothing_else(tiny_checkpoint, tmp_path):
+    """``full_model_modules`` (the toy's description phases): a full-model run trains the listed top-level modules;
+    SAM 2 and every other module keep their weights, and SAM 2 runs in eval mode."""
+    recipe = dataclasses.replace(load_recipe("tiny"), full_model=True, full_model_modules=["model", "msk_proj"],
+                                 max_steps=2)
+    trainer = Trainer.from_recipe(recipe, checkpoint=tiny_checkpoint, device="cpu")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    assert {n.split(".")[0] for n, p in trainer.model.named_parameters() if p.requires_grad} == {"model", "msk_proj"}
+    assert not trainer.objective.train_backbone
+    trainer.train([s for s in _dataset(tmp_path / "media") if s.kind in ("region", "seg")])
+    changed = {n.split(".")[0] for n, p in trainer.model.named_parameters() if not torch.equal(p.float(), before[n].float())}
+    assert changed and changed <= {"model", "msk_proj"}
+
+
+def test_full_model_modules_naming_a_module_the_model_lacks_is_refused(tiny_checkpoint):
+    recipe = dataclasses.replace(load_recipe("tiny"), full_model=True, full_model_modules=["model", "llm"])
+    with pytest.raises(RecipeError, match=r"full_model_modules names \['llm'\].*top-level modules are"):
+        Trainer.from_recipe(recipe, checkpoint=tiny_checkpoint, device="cpu")
 
 
 def test_trainer_adapter_directory_layout(run: Run):

@@ -60,6 +60,10 @@ def test_recipe_unknown_key_is_named(tmp_path: Path):
     ({"frames_per_video": 32}, "frames_per_video must be <= 16"),
     ({"lora_target_regex": r".*sam2\..*q_proj$"}, "must not name sam2"),
     ({"sam2_encoder_lr": -1e-5}, "sam2_encoder_lr, weight_decay and max_grad_norm must be >= 0"),
+    ({"full_model_modules": ["msk_proj"]}, "full_model_modules needs full_model: true"),
+    ({"full_model": True, "full_model_modules": []}, "at least one module name"),
+    ({"full_model": True, "full_model_modules": "model"}, "full_model_modules must be list"),
+    ({"full_model": True, "full_model_modules": ["model", 3]}, "full_model_modules must be list"),
 ])
 def test_recipe_bad_values_raise(change, message):
     with pytest.raises(RecipeError, match=message):
@@ -76,6 +80,27 @@ def test_recipe_bad_values_raise(change, message):
 def test_the_sam2_encoder_learning_rate_and_whether_the_encoder_trains(change, lr, trains):
     recipe = TrainRecipe.from_dict({**load_recipe("tiny").to_dict(), **change})
     assert (recipe.sam2_encoder_lr_or_default, recipe.trains_sam2_encoder) == (lr, trains)
+
+
+@pytest.mark.parametrize("modules, trains, frozen, encoder", [
+    (None, ["model", "sam2", "msk_proj"], [], True),  # full_model: every module
+    (["model", "msk_proj", "lm_head"], ["model", "msk_proj", "lm_head"], ["sam2", "seg_head"], False),
+    (["sam2"], ["sam2"], ["model", "lm_head"], True),
+])
+def test_full_model_modules_choose_what_a_full_model_run_trains(modules, trains, frozen, encoder):
+    recipe = TrainRecipe.from_dict({**load_recipe("toy_stills").to_dict(), "full_model_modules": modules})
+    assert [recipe.trains_module(m) for m in trains + frozen] == [True] * len(trains) + [False] * len(frozen)
+    assert recipe.trains_sam2_encoder is encoder
+
+
+def test_the_toy_description_phases_train_the_llm_alone():
+    """README: The toy model. Phases 3 and 4 must leave SAM 2 (and so every mask from a click, box or brush) as it
+    was."""
+    for name in ("toy_describe", "toy_describe_text"):
+        recipe = load_recipe(name)
+        assert recipe.full_model and recipe.trains_module("model") and recipe.trains_module("msk_proj")
+        assert not recipe.trains_module("sam2") and not recipe.trains_module("seg_head")
+        assert not recipe.trains_sam2_encoder
 
 
 def test_recipe_accepts_exponent_floats_that_yaml_reads_as_strings(tmp_path: Path):

@@ -727,3 +727,26 @@ def test_evaluate_motion_sets_give_clips_of_that_motion(motion):
     edge = 0 if motion == "entering" else -1
     hidden = [clip.masks[0, edge].sum() < 0.5 * clip.masks[0].reshape(24, -1).sum(1).max() for clip in clips]
     assert sum(hidden) >= 5, hidden
+
+
+def test_a_toy_phase_draws_samples_from_its_stills_and_its_clips(tmp_path):
+    """The description phases of ``python -m finetune toy`` train on stills and videos together."""
+    from finetune.world.toy import ToyPhase, render_phase
+
+    phase = ToyPhase("toy_describe", clips=2, num_frames=4, first_seed=5, still_clips=3, still_first_seed=50,
+                     mix=SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=0.0, region=2.0, ref=0.0, max_window=3))
+    samples = render_phase(phase, tmp_path)
+    media = {Path(s.media).relative_to(tmp_path).as_posix() for s in samples}
+    assert media == {"stills/50.png", "stills/51.png", "stills/52.png", "videos/5", "videos/6"}
+    assert {s.kind for s in samples} == {"region"}
+    assert (tmp_path / "videos" / "5" / "00004.png").is_file()
+
+
+def test_toy_phases_are_chosen_by_name_in_training_order():
+    from finetune.world.toy import PHASES, select_phases
+
+    assert select_phases(None) == PHASES
+    assert [p.recipe for p in select_phases("toy_describe_text, toy_describe")] == ["toy_describe",
+                                                                                   "toy_describe_text"]
+    with pytest.raises(ValueError, match=r"unknown toy phases \['toy_colours'\]; the phases are \['toy_stills'"):
+        select_phases("toy_describe,toy_colours")
