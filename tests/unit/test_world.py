@@ -750,3 +750,15 @@ def test_toy_phases_are_chosen_by_name_in_training_order():
                                                                                    "toy_describe_text"]
     with pytest.raises(ValueError, match=r"unknown toy phases \['toy_colours'\]; the phases are \['toy_stills'"):
         select_phases("toy_describe,toy_colours")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--phases", "toy_describe,toy_colours"], "unknown toy phases ['toy_colours']"),
+    (["--init", "no-such-checkpoint", "--phases", "toy_describe"], "is not a checkpoint folder (no config.json)"),
+])
+def test_toy_command_refuses_unknown_phases_and_a_missing_init_before_training(tmp_path, capsys, args, message):
+    from finetune.__main__ import main
+
+    assert main(["toy", "--out", str(tmp_path / "toy"), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "toy").exists()
