@@ -137,10 +137,15 @@ class TrainRecipe:
         return self.full_model and (self.full_model_modules is None or name in self.full_model_modules)
 
     @property
+    def trains_sam2(self) -> bool:
+        """SAM 2 trains (and runs in train mode): ``train_sam2``, or for ``full_model`` runs, whether
+        ``full_model_modules`` leaves it in."""
+        return self.trains_module("sam2") if self.full_model else self.train_sam2
+
+    @property
     def trains_sam2_encoder(self) -> bool:
         """SAM 2's image encoder trains: SAM 2 trains and its encoder's learning rate is not 0 (0 freezes it)."""
-        sam2 = self.trains_module("sam2") if self.full_model else self.train_sam2
-        return sam2 and self.sam2_encoder_lr_or_default > 0
+        return self.trains_sam2 and self.sam2_encoder_lr_or_default > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -266,7 +266,7 @@ class Trainer:
         stream = self._batches(samples, result)
         start = time.monotonic()
         self.model.train()
-        self.model.sam2.train(recipe.trains_module("sam2") if recipe.full_model else recipe.train_sam2)
+        self.model.sam2.train(recipe.trains_sam2)
         try:
             with self.model.sam2_gating(False):  # training sees ungated logits (spec §2.6)
                 for step in range(1, total + 1):

@@ -123,7 +123,7 @@ def run_world(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from finetune.world.toy import select_phases, train_toy
+    from finetune.world.toy import PHASES, select_phases, train_toy
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
@@ -136,6 +136,10 @@ def run_toy(args: argparse.Namespace) -> int:
     init = Path(args.init) if args.init else None
     if init is not None and not (init / "config.json").is_file():
         print(f"error: --init {init} is not a checkpoint folder (no config.json)", file=sys.stderr)
+        return 2
+    if init is None and phases[0] is not PHASES[0]:  # e.g. the description phases on random weights
+        print(f"error: --phases {args.phases} starts after {PHASES[0].recipe}, which trains from random weights; give "
+              "--init with the checkpoint of the phases before (e.g. --init unipixel_model/toy)", file=sys.stderr)
         return 2
     summary = train_toy(out, work, minutes=args.minutes, phases=phases, shapes=shapes, init=init)
     print(json.dumps(summary, indent=2))

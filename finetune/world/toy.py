@@ -16,8 +16,9 @@ Four phases, each a recipe in ``finetune/configs/`` plus the world it draws from
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
 above. The result is written fp16 in the official layout with its tokenizer, plus ``toy_training.json``
 (losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (about 50 minutes on
-2 CPU cores: 35 for phases 1-2, 12 for phases 3-4, the rest rendering); CI never does: it uses the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a
-checkpoint (how phases 3 and 4 were added to the shipped one).
+2 CPU cores: 35 for phases 1-2, 12 for phases 3-4, the rest rendering); CI never does: it uses the shipped
+checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint (how phases 3 and 4 were added to the
+shipped one).
 """
 
 from __future__ import annotations

@@ -164,7 +164,8 @@ def test_a_zero_encoder_lr_freezes_sam2s_image_encoder_and_trains_the_rest_of_sa
     through it, not in the adapter), its decoder and memory still train at ``sam2_lr``."""
     recipe = dataclasses.replace(load_recipe("tiny"), sam2_encoder_lr=0.0, max_steps=2)
     trainer = Trainer.from_recipe(recipe, checkpoint=tiny_checkpoint, device="cpu")
-    encoder = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if n.startswith("sam2.image_encoder.")}
+    encoder = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+               if n.startswith("sam2.image_encoder.")}
     decoder = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
                if n.startswith("sam2.sam_mask_decoder.")}
     assert encoder and decoder
@@ -188,8 +189,15 @@ def test_full_model_modules_train_the_listed_modules_and_nothing_else(tiny_check
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     assert {n.split(".")[0] for n, p in trainer.model.named_parameters() if p.requires_grad} == {"model", "msk_proj"}
     assert not trainer.objective.train_backbone
-    trainer.train([s for s in _dataset(tmp_path / "media") if s.kind in ("region", "seg")])
-    changed = {n.split(".")[0] for n, p in trainer.model.named_parameters() if not torch.equal(p.float(), before[n].float())}
+    modes = []
+    hook = trainer.model.sam2.sam_mask_decoder.register_forward_pre_hook(lambda m, _: modes.append(m.training))
+    try:
+        trainer.train([s for s in _dataset(tmp_path / "media") if s.kind in ("region", "seg")])
+    finally:
+        hook.remove()
+    assert modes and not any(modes)  # SAM 2 decoded the seg samples in eval mode
+    changed = {n.split(".")[0] for n, p in trainer.model.named_parameters()
+               if not torch.equal(p.float(), before[n].float())}
     assert changed and changed <= {"model", "msk_proj"}
 
 

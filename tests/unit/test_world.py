@@ -755,8 +755,9 @@ def test_toy_phases_are_chosen_by_name_in_training_order():
 @pytest.mark.parametrize("args, message", [
     (["--phases", "toy_describe,toy_colours"], "unknown toy phases ['toy_colours']"),
     (["--init", "no-such-checkpoint", "--phases", "toy_describe"], "is not a checkpoint folder (no config.json)"),
+    (["--phases", "toy_describe"], "give --init with the checkpoint of the phases before"),
 ])
-def test_toy_command_refuses_unknown_phases_and_a_missing_init_before_training(tmp_path, capsys, args, message):
+def test_toy_command_refuses_bad_phases_and_a_bad_or_absent_init_before_training(tmp_path, capsys, args, message):
     from finetune.__main__ import main
 
     assert main(["toy", "--out", str(tmp_path / "toy"), *args]) == 2
