@@ -1,8 +1,8 @@
 """Train the ``toy`` model: the ``toy`` preset from random weights, on the synthetic world, with the
 project's own stage-3 trainer (``full_model`` recipes, no LoRA: every parameter trained in phases 1-2, the
-LLM alone in phases 3-4).
+LLM alone in phases 3-4, SAM 2 and the seg head alone in phases 5-6).
 
-Four phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
+Six phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
 
 1. ``toy_stills``: still images, every object of a still clicked or boxed at once (cheap: one SAM 2
    frame per sample), text queries, descriptions — the model learns to see and to read;
@@ -11,14 +11,17 @@ Four phases, each a recipe in ``finetune/configs/`` plus the world it draws from
 3. ``toy_describe``: the LLM alone (SAM 2 frozen) on descriptions of new stills and videos: after the first two
    phases it described every object alike ("a purple bar"), the template learned and not the content;
 4. ``toy_describe_text``: the same with text queries mixed in, which phase 3 made the LLM forget to answer with
-   ``<|seg|>``.
+   ``<|seg|>``;
+5. ``toy_masks``: SAM 2 and the seg head alone (the LLM frozen, so the descriptions stay) on clicks, boxes and text
+   queries of new stills and videos: phases 1-2 stop while the mask loss still falls;
+6. ``toy_tracks``: the same on videos only, which phase 5, mostly stills, left worse on frames far from the prompt.
 
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
 above. The result is written fp16 in the official layout with its tokenizer, plus ``toy_training.json``
-(losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (about 50 minutes on
-2 CPU cores: 35 for phases 1-2, 12 for phases 3-4, the rest rendering); CI never does: it uses the shipped
-checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint (how phases 3 and 4 were added to the
-shipped one).
+(losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (about 75 minutes on
+2 CPU cores: 35 for phases 1-2, 12 for phases 3-4, 23 for phases 5-6, the rest rendering); CI never does: it uses
+the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint (how phases 3-4, then 5, then
+6 were added to the shipped one).
 """
 
 from __future__ import annotations
@@ -69,6 +72,13 @@ PHASES = (
     ToyPhase("toy_describe_text", clips=300, num_frames=16, first_seed=TRAIN_SEED_START + 69_000,
              mix=SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=0.4, region=1.5, ref=0.0, max_window=6),
              still_clips=2000, still_first_seed=TRAIN_SEED_START + 59_000),
+    # SAM 2 alone on what serves masks: clicks and boxes (with correction clicks), masks, text queries; no
+    # descriptions (the LLM is frozen, so they would train nothing).
+    ToyPhase("toy_masks", clips=500, num_frames=16, first_seed=TRAIN_SEED_START + 120_000,
+             mix=SampleMix(mem_prompt=2.0, mem_mask=0.5, seg=0.5, region=0.0, ref=0.0, max_window=6),
+             still_clips=3000, still_first_seed=TRAIN_SEED_START + 20_000),
+    ToyPhase("toy_tracks", clips=900, num_frames=16, first_seed=TRAIN_SEED_START + 125_000,
+             mix=SampleMix(mem_prompt=2.0, mem_mask=0.5, seg=0.3, region=0.0, ref=0.0, max_window=6)),
 )
 
 
@@ -171,7 +181,8 @@ def _training_log(checkpoint: Path) -> dict:
 
 def _planned_s(recipe) -> float:
     """Seconds a recipe's steps take on 2 CPU cores (measured; used only to scale ``--minutes``)."""
-    per_step = {"toy_stills": 0.2, "toy_videos": 0.55, "toy_describe": 0.032, "toy_describe_text": 0.045}
+    per_step = {"toy_stills": 0.2, "toy_videos": 0.55, "toy_describe": 0.032, "toy_describe_text": 0.045,
+                "toy_masks": 0.13, "toy_tracks": 0.29}
     per_step = per_step.get(recipe.name, 0.5)
     return recipe.max_steps * per_step
 
@@ -195,7 +206,7 @@ def _plot(history: list[dict], path: Path) -> None:
     boundaries = [i for i in range(1, len(history)) if history[i]["phase"] != history[i - 1]["phase"]]
     for b in boundaries:
         ax.axvline(b, color="grey", linestyle=":")
-    ax.set_xlabel("optimizer step (stills, videos, descriptions, descriptions + text)")
+    ax.set_xlabel("optimizer step (stills, videos, descriptions, descriptions + text, masks, tracks)")
     ax.set_ylabel("loss (running mean of 100)")
     ax.set_yscale("log")
     ax.legend()

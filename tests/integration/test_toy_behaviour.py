@@ -73,7 +73,7 @@ def _means(report, kind: str) -> dict[str, float]:
     return {group: report.mean(kind, group, "j") for group in ("prompt", "before", "after")}
 
 
-@short_of_the_bar("IoU 0.60 on the prompt frame, 0.52 before, 0.55 after")
+@short_of_the_bar("IoU 0.61 on the prompt frame, 0.55 before, 0.49 after")
 def test_a_click_segments_the_object_and_tracks_it_both_ways(toy):
     report = evaluate_world(*toy, SEEDS, CLIPS, kinds=("click",), describe_objects=False)
     iou = _means(report, "click")
@@ -82,7 +82,6 @@ def test_a_click_segments_the_object_and_tracks_it_both_ways(toy):
     assert iou["before"] >= 0.5 and iou["after"] >= 0.5, iou
 
 
-@short_of_the_bar("IoU 0.68 on the prompt frame, 0.52 before, 0.56 after")
 def test_a_box_segments_the_object_and_tracks_it_both_ways(toy):
     report = evaluate_world(*toy, SEEDS, CLIPS, kinds=("box",), describe_objects=False)
     iou = _means(report, "box")
@@ -118,7 +117,7 @@ def test_a_box_over_two_touching_twins_leaks_onto_the_second(toy):
     assert _share(track.mask(2), right) >= 0.3 and _share(track.mask(2), left) >= 0.7
 
 
-@short_of_the_bar("the right twin stays in the mask after the negative click (share 0.98 before, 1.00 after)")
+@short_of_the_bar("the right twin stays in the mask after the negative click (share 0.97 before, 0.96 after)")
 def test_a_negative_click_removes_a_leak_onto_a_touching_twin(toy):
     """Two red squares side by side, a box over both: the mask leaks onto the right one; a negative click on the
     right one removes the leak and keeps the left one."""

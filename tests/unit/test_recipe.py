@@ -103,6 +103,15 @@ def test_the_toy_description_phases_train_the_llm_alone():
         assert not recipe.trains_sam2_encoder
 
 
+def test_the_toy_mask_phases_train_sam2_and_the_seg_head_alone():
+    """README: The toy model. Phases 5 and 6 must leave the LLM (and so the descriptions' language) as it was."""
+    for name in ("toy_masks", "toy_tracks"):
+        recipe = load_recipe(name)
+        assert recipe.full_model and recipe.trains_sam2 and recipe.trains_module("seg_head")
+        assert recipe.trains_sam2_encoder
+        assert not any(recipe.trains_module(m) for m in ("model", "lm_head", "msk_proj", "ref_encoder", "ref_proj"))
+
+
 def test_recipe_accepts_exponent_floats_that_yaml_reads_as_strings(tmp_path: Path):
     path = tmp_path / "exp.yaml"
     path.write_text("lr: 2e-5\nsam2_lr: 5e-6\n")

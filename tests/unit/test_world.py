@@ -742,6 +742,16 @@ def test_a_toy_phase_draws_samples_from_its_stills_and_its_clips(tmp_path):
     assert (tmp_path / "videos" / "5" / "00004.png").is_file()
 
 
+def test_the_toy_mask_phases_draw_only_what_trains_sam2(tmp_path):
+    """Phases 5-6 freeze the LLM: a description sample there would cost a forward pass and train nothing."""
+    from finetune.world.toy import PHASES, render_phase
+
+    for phase in PHASES[4:]:
+        small = dataclasses.replace(phase, clips=3, num_frames=4, still_clips=min(phase.still_clips, 3))
+        kinds = {s.kind for s in render_phase(small, tmp_path / phase.recipe)}
+        assert kinds and kinds <= {"mem", "seg"}, (phase.recipe, kinds)
+
+
 def test_toy_phases_are_chosen_by_name_in_training_order():
     from finetune.world.toy import PHASES, select_phases
 
