@@ -12,8 +12,8 @@ For each still (2-3 objects) it asks "the <colour> object" for every object and 
     python -m benchmarks.toy_text_probe --adapter MODEL_DIR/<version>/adapter     # a published fine-tune
 
 Measured 2026-12-05 on the shipped toy: the query changes the mask on 0 % of stills, the tokens matter for 10 % of
-queries (23 % before phases 5-6), the named object is picked for 39 % (chance 39 %) (README: The toy model). A model whose text works scores
-near 100 % on all three.
+queries (23 % before phases 5-6), the named object is picked for 39 % (chance 39 %) (README: The toy model). A model
+whose text works scores near 100 % on all three.
 """
 
 from __future__ import annotations
