@@ -123,23 +123,15 @@ def run_world(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from finetune.world.toy import PHASES, select_phases, train_toy
+    from finetune.world.toy import train_toy
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
     shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
-    try:
-        phases = select_phases(args.phases)
+    try:  # every refusal before the first clip is rendered
+        phases, init = _toy_phases_and_init(args.phases, args.init)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    init = Path(args.init) if args.init else None
-    if init is not None and not (init / "config.json").is_file():
-        print(f"error: --init {init} is not a checkpoint folder (no config.json)", file=sys.stderr)
-        return 2
-    if init is None and phases[0] is not PHASES[0]:  # e.g. the description phases on random weights
-        print(f"error: --phases {args.phases} starts after {PHASES[0].recipe}, which trains from random weights; give "
-              "--init with the checkpoint of the phases before (e.g. --init unipixel_model/toy)", file=sys.stderr)
         return 2
     summary = train_toy(out, work, minutes=args.minutes, phases=phases, shapes=shapes, init=init)
     print(json.dumps(summary, indent=2))
@@ -147,3 +139,25 @@ def run_toy(args: argparse.Namespace) -> int:
 
 
 WORLD_COMMANDS = {"evaluate": run_evaluate, "world": run_world, "toy": run_toy}
+
+
+def _toy_phases_and_init(names: str | None, init_arg: str | None) -> tuple[tuple, Path | None]:
+    """The phases ``--phases`` names and the ``--init`` checkpoint, checked together.
+
+    Raises:
+        ValueError: an unknown phase, an ``--init`` that is not a checkpoint or whose ``toy_training.json`` is
+            unreadable, or later phases without ``--init`` (they would train on random weights).
+    """
+    from finetune.world.toy import PHASES, select_phases, training_log
+
+    phases = select_phases(names)
+    init = Path(init_arg) if init_arg else None
+    if init is None:
+        if phases[0] is not PHASES[0]:  # e.g. the description phases on random weights
+            raise ValueError(f"--phases {names} starts after {PHASES[0].recipe}, which trains from random weights; "
+                             "give --init with the checkpoint of the phases before (e.g. --init unipixel_model/toy)")
+        return phases, None
+    if not (init / "config.json").is_file():
+        raise ValueError(f"--init {init} is not a checkpoint folder (no config.json)")
+    training_log(init)  # its loss history is carried over
+    return phases, init

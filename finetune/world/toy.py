@@ -131,7 +131,7 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
     from finetune.trainer import Trainer
 
     work.mkdir(parents=True, exist_ok=True)
-    earlier = _training_log(init) if init is not None else {"phases": [], "history": [], "seconds": 0}
+    earlier = training_log(init) if init is not None else {"phases": [], "history": [], "seconds": 0}
     checkpoint = init if init is not None else build_toy_init(work / "init")
     summary: dict = {"phases": earlier["phases"]}
     started = time.time()
@@ -172,10 +172,21 @@ def select_phases(names: str | None) -> tuple[ToyPhase, ...]:
     return tuple(p for p in PHASES if p.recipe in wanted)
 
 
-def _training_log(checkpoint: Path) -> dict:
-    """The ``toy_training.json`` of a checkpoint (empty when it has none)."""
+def training_log(checkpoint: Path) -> dict:
+    """The ``toy_training.json`` of a checkpoint: ``phases``, ``history`` (losses per step) and ``seconds``; empty
+    when it has none.
+
+    Raises:
+        ValueError: the file is there but is not a JSON object (naming it and what to do).
+    """
     path = Path(checkpoint) / "toy_training.json"
-    log = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        log = json.loads(path.read_text()) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not readable JSON ({err}); move it away to start the loss history anew") from err
+    if not isinstance(log, dict):
+        raise ValueError(f"{path} holds a {type(log).__name__}, not the object python -m finetune toy writes; move it "
+                         "away to start the loss history anew")
     return {"phases": log.get("phases", []), "history": log.get("history", []), "seconds": log.get("seconds", 0)}
 
 
@@ -206,7 +217,7 @@ def _plot(history: list[dict], path: Path) -> None:
     boundaries = [i for i in range(1, len(history)) if history[i]["phase"] != history[i - 1]["phase"]]
     for b in boundaries:
         ax.axvline(b, color="grey", linestyle=":")
-    ax.set_xlabel("optimizer step (stills, videos, descriptions, descriptions + text, masks, tracks)")
+    ax.set_xlabel(f"optimizer step ({', '.join(dict.fromkeys(h['phase'] for h in history))})")
     ax.set_ylabel("loss (running mean of 100)")
     ax.set_yscale("log")
     ax.legend()

@@ -744,9 +744,9 @@ def test_a_toy_phase_draws_samples_from_its_stills_and_its_clips(tmp_path):
 
 def test_the_toy_mask_phases_draw_only_what_trains_sam2(tmp_path):
     """Phases 5-6 freeze the LLM: a description sample there would cost a forward pass and train nothing."""
-    from finetune.world.toy import PHASES, render_phase
+    from finetune.world.toy import render_phase, select_phases
 
-    for phase in PHASES[4:]:
+    for phase in select_phases("toy_masks,toy_tracks"):
         small = dataclasses.replace(phase, clips=3, num_frames=4, still_clips=min(phase.still_clips, 3))
         kinds = {s.kind for s in render_phase(small, tmp_path / phase.recipe)}
         assert kinds and kinds <= {"mem", "seg"}, (phase.recipe, kinds)
@@ -772,4 +772,19 @@ def test_toy_command_refuses_bad_phases_and_a_bad_or_absent_init_before_training
 
     assert main(["toy", "--out", str(tmp_path / "toy"), *args]) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "toy").exists()
+
+
+def test_toy_command_refuses_an_init_whose_training_log_is_unreadable(tmp_path, capsys):
+    """--init carries the checkpoint's toy_training.json over; a broken one must stop the run before training, with
+    the file named, not as a JSON traceback after the clips are rendered."""
+    from finetune.__main__ import main
+
+    init = tmp_path / "init"
+    init.mkdir()
+    (init / "config.json").write_text("{}")
+    (init / "toy_training.json").write_text('{"phases": [')
+    assert main(["toy", "--out", str(tmp_path / "toy"), "--init", str(init), "--phases", "toy_masks"]) == 2
+    err = capsys.readouterr().err
+    assert f"{init / 'toy_training.json'} is not readable JSON" in err and "move it away" in err
     assert not (tmp_path / "toy").exists()
