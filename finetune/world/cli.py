@@ -38,7 +38,8 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     toy = sub.add_parser("toy", help="train the toy model from random weights on the synthetic world")
     toy.add_argument("--out", required=True, help="checkpoint folder to create")
     toy.add_argument("--work", default=None, help="folder for the rendered training clips (default: <out>.work)")
-    toy.add_argument("--minutes", type=float, default=None, help="scale the phases' steps to about this long")
+    toy.add_argument("--minutes", type=float, default=None, help="scale every phase's steps by one factor so "
+                     "the run takes about this many minutes on 2 CPU cores")
     toy.add_argument("--shapes", default=None, help="train on these shapes only (comma list), e.g. a base model "
                      "without one category for the active-learning check (use its own --work folder)")
     toy.add_argument("--init", default=None, help="start from this checkpoint instead of random weights")
@@ -123,13 +124,16 @@ def run_world(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from finetune.world.toy import train_toy
+    from finetune.recipe import load_recipe
+    from finetune.world.toy import scaled_steps, train_toy
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
     shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
     try:  # every refusal before the first clip is rendered
         phases, init = _toy_phases_and_init(args.phases, args.init)
+        if args.minutes is not None:
+            scaled_steps([load_recipe(p.recipe) for p in phases], args.minutes)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

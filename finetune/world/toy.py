@@ -122,8 +122,8 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
 
     Args:
         shapes: the shapes the world draws (None: all but the held-out ``cross``).
-        minutes: when given, every phase's ``max_steps`` is scaled so the run takes about this long
-            (measured on the first steps); None keeps the recipes' step counts.
+        minutes: when given, every phase's ``max_steps`` is scaled by one factor so that the run takes about this
+            long on 2 CPU cores (:func:`scaled_steps`); None keeps the recipes' step counts.
         init: start from this checkpoint; its ``toy_training.json`` (phases and losses) is carried over.
     Returns:
         A summary: per phase the steps, seconds, final losses and skipped samples.
@@ -136,12 +136,12 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
     summary: dict = {"phases": earlier["phases"]}
     started = time.time()
     history = earlier["history"]
+    steps = None if minutes is None else scaled_steps([load_recipe(p.recipe) for p in phases], minutes)
     for n, phase in enumerate(phases):
         samples = render_phase(phase, work, shapes)
         recipe = load_recipe(phase.recipe)
-        if minutes is not None:
-            share = minutes * 60 / len(phases)
-            recipe = dataclasses.replace(recipe, max_steps=max(1, int(recipe.max_steps * share / _planned_s(recipe))))
+        if steps is not None:
+            recipe = dataclasses.replace(recipe, max_steps=steps[recipe.name])
         trainer = Trainer.from_recipe(recipe, checkpoint=checkpoint)
         result = trainer.train(samples, progress=lambda step, total, loss, eta: logger.info(
             "%s step %d/%d loss %.3f eta %.0f s", phase.recipe, step, total, loss, eta))
@@ -190,12 +190,33 @@ def training_log(checkpoint: Path) -> dict:
     return {"phases": log.get("phases", []), "history": log.get("history", []), "seconds": log.get("seconds", 0)}
 
 
-def _planned_s(recipe) -> float:
-    """Seconds a recipe's steps take on 2 CPU cores (measured; used only to scale ``--minutes``)."""
-    per_step = {"toy_stills": 0.2, "toy_videos": 0.55, "toy_describe": 0.032, "toy_describe_text": 0.045,
-                "toy_masks": 0.13, "toy_tracks": 0.29}
-    per_step = per_step.get(recipe.name, 0.5)
-    return recipe.max_steps * per_step
+# Seconds per step on 2 idle CPU cores, measured in the run of the shipped checkpoint (its toy_training.json), and
+# the seconds one phase's clips take to render (about 340 s for the six): what --minutes plans with.
+STEP_SECONDS = {"toy_stills": 0.139, "toy_videos": 0.389, "toy_describe": 0.032, "toy_describe_text": 0.042,
+                "toy_masks": 0.129, "toy_tracks": 0.272}
+RENDER_SECONDS = 57.0
+
+
+def planned_seconds(recipes: list) -> float:
+    """Seconds the phases of these recipes take on 2 idle CPU cores, rendering included (:data:`STEP_SECONDS`; an
+    unknown recipe is planned at 0.5 s a step)."""
+    return sum(r.max_steps * STEP_SECONDS.get(r.name, 0.5) + RENDER_SECONDS for r in recipes)
+
+
+def scaled_steps(recipes: list, minutes: float) -> dict[str, int]:
+    """Recipe name -> ``max_steps``, every phase's steps scaled by one factor (never above the recipe's own) so that
+    :func:`planned_seconds` fits ``minutes``.
+
+    Raises:
+        ValueError: ``minutes`` does not cover the rendering, with the least that does.
+    """
+    render = RENDER_SECONDS * len(recipes)
+    train = planned_seconds(recipes) - render
+    if minutes * 60 <= render:
+        raise ValueError(f"--minutes {minutes:g} leaves no time to train: rendering the clips of {len(recipes)} "
+                         f"phases takes about {render / 60:.0f} minutes; give at least {render / 60 + 1:.0f}")
+    factor = min(1.0, (minutes * 60 - render) / train)
+    return {r.name: max(1, int(r.max_steps * factor)) for r in recipes}
 
 
 def _plot(history: list[dict], path: Path) -> None:

@@ -766,6 +766,7 @@ def test_toy_phases_are_chosen_by_name_in_training_order():
     (["--phases", "toy_describe,toy_colours"], "unknown toy phases ['toy_colours']"),
     (["--init", "no-such-checkpoint", "--phases", "toy_describe"], "is not a checkpoint folder (no config.json)"),
     (["--phases", "toy_describe"], "give --init with the checkpoint of the phases before"),
+    (["--minutes", "5"], "--minutes 5 leaves no time to train"),
 ])
 def test_toy_command_refuses_bad_phases_and_a_bad_or_absent_init_before_training(tmp_path, capsys, args, message):
     from finetune.__main__ import main
@@ -788,3 +789,22 @@ def test_toy_command_refuses_an_init_whose_training_log_is_unreadable(tmp_path, 
     err = capsys.readouterr().err
     assert f"{init / 'toy_training.json'} is not readable JSON" in err and "move it away" in err
     assert not (tmp_path / "toy").exists()
+
+
+def test_toy_minutes_scale_every_phase_by_one_factor_to_fit_the_budget():
+    """--minutes 45 must shrink every phase alike (it gave each phase an equal share of the time, so the short
+    description phases trained longer than in a full run), and the planned seconds must fit the budget."""
+    from finetune.recipe import load_recipe
+    from finetune.world.toy import PHASES, planned_seconds, scaled_steps
+
+    recipes = [load_recipe(p.recipe) for p in PHASES]
+    full = planned_seconds(recipes)
+    assert 60 * 60 <= full <= 90 * 60, full  # a full run: about 75 minutes on 2 CPU cores
+    steps = scaled_steps(recipes, minutes=45)
+    factors = [steps[r.name] / r.max_steps for r in recipes]
+    assert max(factors) - min(factors) < 0.01 and max(factors) < 1, factors
+    scaled = [dataclasses.replace(r, max_steps=steps[r.name]) for r in recipes]
+    assert 40 * 60 <= planned_seconds(scaled) <= 45 * 60, planned_seconds(scaled)
+    assert scaled_steps(recipes, minutes=1000) == {r.name: r.max_steps for r in recipes}  # never more than planned
+    with pytest.raises(ValueError, match="--minutes 5 leaves no time to train"):
+        scaled_steps(recipes, minutes=5)
