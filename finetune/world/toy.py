@@ -18,9 +18,9 @@ Six phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
 
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
 above. The result is written fp16 in the official layout with its tokenizer, plus ``toy_training.json``
-(losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (about 75 minutes on
-2 CPU cores: 35 for phases 1-2, 12 for phases 3-4, 23 for phases 5-6, the rest rendering); CI never does: it uses
-the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint (how phases 3-4, then 5, then
+(losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (70 minutes on 2 CPU cores,
+measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering; ``--minutes`` scales
+every phase's steps to fit a budget); CI never does: it uses the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint (how phases 3-4, then 5, then
 6 were added to the shipped one).
 """
 
@@ -190,11 +190,11 @@ def training_log(checkpoint: Path) -> dict:
     return {"phases": log.get("phases", []), "history": log.get("history", []), "seconds": log.get("seconds", 0)}
 
 
-# Seconds per step on 2 idle CPU cores, measured in the run of the shipped checkpoint (its toy_training.json), and
-# the seconds one phase's clips take to render (about 340 s for the six): what --minutes plans with.
-STEP_SECONDS = {"toy_stills": 0.139, "toy_videos": 0.389, "toy_describe": 0.032, "toy_describe_text": 0.042,
-                "toy_masks": 0.129, "toy_tracks": 0.272}
-RENDER_SECONDS = 57.0
+# Seconds per step on 2 idle CPU cores and seconds one phase's clips take to render (474 s for the six), measured in
+# a full run from scratch (python -m finetune toy, 2026-12-05: 70 minutes): what --minutes plans with.
+STEP_SECONDS = {"toy_stills": 0.084, "toy_videos": 0.287, "toy_describe": 0.035, "toy_describe_text": 0.039,
+                "toy_masks": 0.156, "toy_tracks": 0.352}
+RENDER_SECONDS = 79.0
 
 
 def planned_seconds(recipes: list) -> float:
