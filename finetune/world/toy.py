@@ -20,8 +20,8 @@ Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evalu
 above. The result is written fp16 in the official layout with its tokenizer, plus ``toy_training.json``
 (losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (70 minutes on 2 CPU cores,
 measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering; ``--minutes`` scales
-every phase's steps to fit a budget); CI never does: it uses the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint (how phases 3-4, then 5, then
-6 were added to the shipped one).
+every phase's steps to fit a budget); CI never does: it uses the shipped checkpoint. ``--init DIR --phases a,b``
+runs some phases from a checkpoint (how phases 3-4, then 5, then 6 were added to the shipped one).
 """
 
 from __future__ import annotations

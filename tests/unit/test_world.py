@@ -799,7 +799,7 @@ def test_toy_minutes_scale_every_phase_by_one_factor_to_fit_the_budget():
 
     recipes = [load_recipe(p.recipe) for p in PHASES]
     full = planned_seconds(recipes)
-    assert 60 * 60 <= full <= 90 * 60, full  # a full run: about 75 minutes on 2 CPU cores
+    assert 60 * 60 <= full <= 90 * 60, full  # a full run: 70 minutes on 2 CPU cores (README)
     steps = scaled_steps(recipes, minutes=45)
     factors = [steps[r.name] / r.max_steps for r in recipes]
     assert max(factors) - min(factors) < 0.01 and max(factors) < 1, factors
