@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,8 +209,10 @@ def scaled_steps(recipes: list, minutes: float) -> dict[str, int]:
     :func:`planned_seconds` fits ``minutes``.
 
     Raises:
-        ValueError: ``minutes`` does not cover the rendering, with the least that does.
+        ValueError: ``minutes`` is not a finite number, or does not cover the rendering (with the least that does).
     """
+    if not math.isfinite(minutes):  # nan would plan the full run without a word (min(1.0, nan) is 1.0)
+        raise ValueError(f"--minutes {minutes:g} is not a number of minutes; give e.g. --minutes 45")
     render = RENDER_SECONDS * len(recipes)
     train = planned_seconds(recipes) - render
     if minutes * 60 <= render:

@@ -767,6 +767,8 @@ def test_toy_phases_are_chosen_by_name_in_training_order():
     (["--init", "no-such-checkpoint", "--phases", "toy_describe"], "is not a checkpoint folder (no config.json)"),
     (["--phases", "toy_describe"], "give --init with the checkpoint of the phases before"),
     (["--minutes", "5"], "--minutes 5 leaves no time to train"),
+    (["--minutes", "nan"], "--minutes nan is not a number of minutes"),
+    (["--minutes", "inf"], "--minutes inf is not a number of minutes"),
 ])
 def test_toy_command_refuses_bad_phases_and_a_bad_or_absent_init_before_training(tmp_path, capsys, args, message):
     from finetune.__main__ import main
