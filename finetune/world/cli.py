@@ -57,6 +57,9 @@ def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> No
     parser.add_argument("--objects", default=None, help="MIN,MAX objects per clip (default 1,4)")
     parser.add_argument("--motion", default=None, choices=sorted(MOTIONS),
                         help="only one kind of motion: " + "; ".join(f"{k}: {v[0]}" for k, v in MOTIONS.items()))
+    parser.add_argument("--touching", action="store_true",
+                        help="every new object repeats an earlier one's colour or shape, and one of the same colour "
+                             "touches it (two blobs that read as one)")
 
 
 # Named motion sets for evaluation (the default mixes them all): what each means, and the WorldConfig fields it sets.
@@ -87,6 +90,8 @@ def world_config(args: argparse.Namespace) -> WorldConfig:
         options["objects"] = (low, high)
     if args.motion:
         options.update(MOTIONS[args.motion][1])
+    if args.touching:
+        options.update(p_distractor=1.0, p_touch=1.0)
     return WorldConfig(**options)
 
 

@@ -7,7 +7,8 @@ colour, size, path). Shapes are drawn with hard edges, so the masks are the exac
 What varies per clip (all from :class:`WorldConfig`): the resolution and aspect ratio, the background
 (plain, textured or noisy), 1-4 objects with distractors of the same colour or shape, sizes of 5-40 %
 of the frame's shorter side, and paths that bounce, turn, enter or leave the frame and cross each other
-(so objects occlude one another).
+(so objects occlude one another). On request (``p_touch``, off by default) a same-colour distractor is kept
+touching the object it repeats.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class WorldConfig:
         backgrounds: allowed background kinds.
         speed_range: object speed as a fraction of the shorter side per frame.
         p_distractor: chance that a new object repeats an earlier one's colour or shape.
+        p_touch: chance that a distractor of the same colour is placed against the object it repeats and moves
+            with it: two blobs of one colour that read as one (what a negative click must split). 0 draws
+            nothing, so the default world is drawn as before.
         p_enter / p_leave: chance that an object enters or leaves the frame during the clip.
         p_turn: chance that an object changes direction once during the clip.
         fps: frame rate written to videos.
@@ -58,6 +62,7 @@ class WorldConfig:
     backgrounds: tuple[str, ...] = BACKGROUNDS
     speed_range: tuple[float, float] = (0.004, 0.025)
     p_distractor: float = 0.5
+    p_touch: float = 0.0
     p_enter: float = 0.2
     p_leave: float = 0.2
     p_turn: float = 0.3
@@ -72,6 +77,8 @@ class WorldConfig:
                              f"{self.objects}")
         if not 0 < self.size_range[0] <= self.size_range[1] <= 1:
             raise ValueError(f"size_range must be fractions 0 < lo <= hi <= 1, got {self.size_range}")
+        if not 0 <= self.p_touch <= 1:
+            raise ValueError(f"p_touch is a probability in [0, 1], got {self.p_touch}")
         if any(w % 2 or h % 2 for w, h in self.resolutions_wh):
             raise ValueError(f"resolutions must be even (H.264 needs it), got {self.resolutions_wh}")
 
@@ -159,6 +166,7 @@ def _objects(rng: np.random.Generator, config: WorldConfig, count: int, width: i
     for n in range(count):
         shape = config.shapes[int(rng.integers(len(config.shapes)))]
         colour = config.colours[int(rng.integers(len(config.colours)))]
+        other = None
         if out and rng.random() < config.p_distractor:  # a distractor: same colour or same shape as another
             other = out[int(rng.integers(len(out)))]
             if rng.random() < 0.5:
@@ -170,8 +178,37 @@ def _objects(rng: np.random.Generator, config: WorldConfig, count: int, width: i
         centres = _path(rng, config, size, width, height)
         spin = float(rng.choice([0.0, rng.uniform(-4, 4)])) if shape not in ("circle", "ring") else 0.0
         angles = float(rng.uniform(0, 90)) + spin * np.arange(config.num_frames)
+        touch = other is not None and other.colour == colour and config.p_touch  # p_touch 0 draws nothing
+        if touch and rng.random() < config.p_touch:
+            centres = _against(other, shape, size, angles, float(rng.uniform(0, 2 * math.pi)))
         out.append(ObjectInfo(shape, colour, rgb, size, centres, angles, int(depths[n])))
     return out
+
+
+def _against(other: ObjectInfo, shape: str, size: float, angles_deg: np.ndarray, heading: float) -> np.ndarray:
+    """Centres [T, 2] that keep a ``shape`` of ``size`` px (turned by ``angles_deg`` [T]) against ``other`` on every
+    frame: moved from ``other``'s centre along ``heading`` (radians) to 1 px short of where they stop overlapping."""
+    direction = np.array([math.cos(heading), math.sin(heading)])
+    centres = np.empty_like(other.centres_px)
+    for t in range(len(centres)):
+        near, far = 0.0, 0.75 * (other.size_px + size) + 2  # overlapping at 0, apart at ``far`` (reach 0.75 size)
+        while far - near > 0.5:
+            mid = (near + far) / 2
+            touching = _overlap(other, t, shape, size, angles_deg[t], mid * direction)
+            near, far = (mid, far) if touching else (near, mid)
+        centres[t] = other.centres_px[t] + max(0.0, near - 1.0) * direction
+    return centres
+
+
+def _overlap(other: ObjectInfo, t: int, shape: str, size: float, angle_deg: float, offset: np.ndarray) -> bool:
+    """Whether a pixel grid around ``other`` on frame ``t`` has pixels inside both it and the shape at ``offset``."""
+    reach = 0.75 * (other.size_px + size) + 2
+    yy, xx = np.mgrid[-reach:reach:1.0, -reach:reach:1.0]
+    inside = []
+    for kind, r, angle, (cx, cy) in ((other.shape, other.size_px / 2, other.angles_deg[t], (0.0, 0.0)),
+                                     (shape, size / 2, angle_deg, offset)):
+        inside.append(_inside(kind, *_object_frame(xx, yy, cx, cy, angle), r))
+    return bool((inside[0] & inside[1]).any())
 
 
 def _path(rng: np.random.Generator, config: WorldConfig, size: float, width: int, height: int) -> np.ndarray:
@@ -275,11 +312,17 @@ def shape_mask_px(obj: ObjectInfo, t: int, height: int, width: int) -> np.ndarra
     if x0 >= x1 or y0 >= y1:
         return mask
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
-    angle = math.radians(float(obj.angles_deg[t]))
-    u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)   # object frame
-    v = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
-    mask[y0:y1, x0:x1] = _inside(obj.shape, u, v, obj.size_px / 2)
+    mask[y0:y1, x0:x1] = _inside(obj.shape, *_object_frame(xx, yy, cx, cy, obj.angles_deg[t]), obj.size_px / 2)
     return mask
+
+
+def _object_frame(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float,
+                  angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (x, y) -> (u, v) in the frame of an object centred at (cx, cy) and turned by angle_deg."""
+    angle = math.radians(float(angle_deg))
+    u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
+    v = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
+    return u, v
 
 
 def _inside(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:

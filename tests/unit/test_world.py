@@ -721,12 +721,38 @@ def test_evaluate_motion_sets_give_clips_of_that_motion(motion):
 
     from finetune.world.cli import world_config
 
-    args = argparse.Namespace(frames=24, shapes=None, colours=None, resolution=None, objects="1,1", motion=motion)
+    args = argparse.Namespace(frames=24, shapes=None, colours=None, resolution=None, objects="1,1", motion=motion,
+                              touching=False)
     config = world_config(args)
     clips = [make_clip(seed, config) for seed in range(930000, 930006)]
     edge = 0 if motion == "entering" else -1
     hidden = [clip.masks[0, edge].sum() < 0.5 * clip.masks[0].reshape(24, -1).sum(1).max() for clip in clips]
     assert sum(hidden) >= 5, hidden
+
+
+def test_evaluate_touching_set_puts_same_colour_twins_against_each_other():
+    """``python -m finetune evaluate --touching``: every new object repeats an earlier one's colour or shape, and
+    those of the same colour touch it: the clicks that leaked onto a twin in the behaviour tests, as a set of their
+    own."""
+    import argparse
+
+    import cv2
+
+    from finetune.world.cli import world_config
+
+    args = argparse.Namespace(frames=1, shapes=None, colours=None, resolution=None, objects="2,2", motion=None,
+                              touching=True)
+    config = world_config(args)
+    assert (config.p_distractor, config.p_touch) == (1.0, 1.0)
+    touching = 0
+    for seed in range(930000, 930020):
+        clip = make_clip(seed, config)
+        if clip.objects[0].colour == clip.objects[1].colour and clip.masks[:, 0].any((1, 2)).all():
+            grown = cv2.dilate(clip.masks[0, 0].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            touching += int((grown & clip.masks[1, 0]).any())
+    assert touching >= 6, touching
+    args.touching = False
+    assert world_config(args).p_touch == 0.0
 
 
 def test_a_toy_phase_draws_samples_from_its_stills_and_its_clips(tmp_path):
@@ -810,3 +836,41 @@ def test_toy_minutes_scale_every_phase_by_one_factor_to_fit_the_budget():
     assert scaled_steps(recipes, minutes=1000) == {r.name: r.max_steps for r in recipes}  # never more than planned
     with pytest.raises(ValueError, match="--minutes 5 leaves no time to train"):
         scaled_steps(recipes, minutes=5)
+
+
+def test_the_held_out_sets_are_drawn_as_before():
+    """The README's evaluation sets and the shipped toy's training clips come from these seeds: a new world option
+    must not move a pixel of the default world (sha256 of frames and masks, recorded 2026-12-06)."""
+    import hashlib
+
+    from finetune.world.evaluate import EVAL_SEED_START
+
+    for seed, config, digest in ((EVAL_SEED_START, WorldConfig(num_frames=12), "1ad6f90ad0c53837"),
+                                 (7, WorldConfig(num_frames=1), "2a5aa38c895bb6d1")):
+        clip = make_clip(seed, config)
+        assert hashlib.sha256(clip.frames.tobytes() + clip.masks.tobytes()).hexdigest()[:16] == digest, seed
+
+
+def test_touching_twins_share_a_colour_and_a_border_on_every_frame():
+    """``p_touch``: a same-colour distractor is placed against the object it repeats and moves with it, so the two
+    read as one blob, as two red squares side by side do: what a negative click has to split."""
+    config = WorldConfig(num_frames=6, resolutions_wh=((160, 120),), objects=(2, 2), p_distractor=1.0, p_touch=1.0,
+                         p_enter=0.0, p_leave=0.0, size_range=(0.2, 0.3))
+    import cv2
+
+    touching = 0
+    for seed in range(40):
+        clip = make_clip(seed, config)
+        first, second = clip.objects
+        if first.colour != second.colour:
+            continue  # the distractor repeated the shape
+        touching += 1
+        for t in range(clip.num_frames):
+            if clip.masks[0, t].any() and clip.masks[1, t].any():
+                grown = cv2.dilate(clip.masks[0, t].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+                assert (grown & clip.masks[1, t]).any(), (seed, t)  # they touch
+                whole = [shape_mask_px(o, t, *clip.size_hw).sum() for o in clip.objects]
+                assert clip.masks[:, t].sum((1, 2)).min() >= 0.8 * min(whole), (seed, t)  # hardly hide each other
+    assert touching >= 10, touching
+    with pytest.raises(ValueError, match="p_touch"):
+        WorldConfig(p_touch=1.5)
