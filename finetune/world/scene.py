@@ -187,15 +187,16 @@ def _objects(rng: np.random.Generator, config: WorldConfig, count: int, width: i
 
 def _against(other: ObjectInfo, shape: str, size: float, angles_deg: np.ndarray, heading: float) -> np.ndarray:
     """Centres [T, 2] that keep a ``shape`` of ``size`` px (turned by ``angles_deg`` [T]) against ``other`` on every
-    frame: moved from ``other``'s centre along ``heading`` (radians) to 1 px short of where they stop overlapping."""
+    frame: moved from ``other``'s centre along ``heading`` (radians) to 1 px closer than the farthest point where the
+    two still overlap, so that they touch without either hiding much of the other."""
     direction = np.array([math.cos(heading), math.sin(heading)])
     centres = np.empty_like(other.centres_px)
     for t in range(len(centres)):
         near, far = 0.0, 0.75 * (other.size_px + size) + 2  # overlapping at 0, apart at ``far`` (reach 0.75 size)
         while far - near > 0.5:
             mid = (near + far) / 2
-            touching = _overlap(other, t, shape, size, angles_deg[t], mid * direction)
-            near, far = (mid, far) if touching else (near, mid)
+            overlapping = _overlap(other, t, shape, size, angles_deg[t], mid * direction)
+            near, far = (mid, far) if overlapping else (near, mid)
         centres[t] = other.centres_px[t] + max(0.0, near - 1.0) * direction
     return centres
 
