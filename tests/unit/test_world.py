@@ -59,6 +59,13 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
+def _touch(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether masks ``a`` and ``b`` (bool [H, W]) overlap or have pixels side by side (8-neighbours)."""
+    import cv2
+
+    return bool((cv2.dilate(a.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & b).any())
+
+
 def _centroid(mask: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
@@ -736,8 +743,6 @@ def test_evaluate_touching_set_puts_same_colour_twins_against_each_other():
     own."""
     import argparse
 
-    import cv2
-
     from finetune.world.cli import world_config
 
     args = argparse.Namespace(frames=1, shapes=None, colours=None, resolution=None, objects="2,2", motion=None,
@@ -747,9 +752,8 @@ def test_evaluate_touching_set_puts_same_colour_twins_against_each_other():
     touching = 0
     for seed in range(930000, 930020):
         clip = make_clip(seed, config)
-        if clip.objects[0].colour == clip.objects[1].colour and clip.masks[:, 0].any((1, 2)).all():
-            grown = cv2.dilate(clip.masks[0, 0].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-            touching += int((grown & clip.masks[1, 0]).any())
+        if clip.objects[0].colour == clip.objects[1].colour:
+            touching += int(_touch(clip.masks[0, 0], clip.masks[1, 0]))
     assert touching >= 6, touching
     args.touching = False
     assert world_config(args).p_touch == 0.0
@@ -856,8 +860,6 @@ def test_touching_twins_share_a_colour_and_a_border_on_every_frame():
     read as one blob, as two red squares side by side do: what a negative click has to split."""
     config = WorldConfig(num_frames=6, resolutions_wh=((160, 120),), objects=(2, 2), p_distractor=1.0, p_touch=1.0,
                          p_enter=0.0, p_leave=0.0, size_range=(0.2, 0.3))
-    import cv2
-
     touching = 0
     for seed in range(40):
         clip = make_clip(seed, config)
@@ -867,8 +869,7 @@ def test_touching_twins_share_a_colour_and_a_border_on_every_frame():
         touching += 1
         for t in range(clip.num_frames):
             if clip.masks[0, t].any() and clip.masks[1, t].any():
-                grown = cv2.dilate(clip.masks[0, t].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-                assert (grown & clip.masks[1, t]).any(), (seed, t)  # they touch
+                assert _touch(clip.masks[0, t], clip.masks[1, t]), (seed, t)
                 whole = [shape_mask_px(o, t, *clip.size_hw).sum() for o in clip.objects]
                 assert clip.masks[:, t].sum((1, 2)).min() >= 0.8 * min(whole), (seed, t)  # hardly hide each other
     assert touching >= 10, touching
