@@ -216,7 +216,7 @@ def resolve_checkpoint(name_or_path: str | Path, cache_dir: Path | None = None) 
     if text == TOY_NAME:
         if not (TOY_DIR / SAFETENSORS_SINGLE).is_file():
             raise FileNotFoundError(f"the toy checkpoint is not in {TOY_DIR}; rebuild it with `python -m finetune toy "
-                                    f"--out {TOY_DIR}` (README: The toy model)")
+                                    f"--minutes 45 --out {TOY_DIR}` (README: The toy model)")
         return TOY_DIR
     if text == TINY_NAME:
         from unipixel_model.presets import build_tiny_checkpoint

@@ -5,7 +5,7 @@
     python -m finetune evaluate --model toy                       # J/F/J&F per prompt kind, held-out seeds
     python -m finetune evaluate --model toy --adapter data/models/7-20261129-120000 --json report.json
     python -m finetune world --out demo/ --clips 1 --formats mp4,frames,davis,ls   # media + LS tasks
-    python -m finetune toy --out toy/                             # reproduce the shipped toy checkpoint
+    python -m finetune toy --minutes 45 --out toy/                # reproduce the shipped toy checkpoint (42 min)
 """
 
 from __future__ import annotations

@@ -18,10 +18,11 @@ Six phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
 
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
 above. The result is written fp16 in the official layout with its tokenizer, plus ``toy_training.json``
-(losses per step) and ``loss.png``. ``python -m finetune toy --out DIR`` runs it (70 minutes on 2 CPU cores,
-measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering; ``--minutes`` scales
-every phase's steps to fit a budget); CI never does: it uses the shipped checkpoint. ``--init DIR --phases a,b``
-runs some phases from a checkpoint (how phases 3-4, then 5, then 6 were added to the shipped one).
+(losses per step) and ``loss.png``. The shipped checkpoint is what ``python -m finetune toy --minutes 45 --out DIR``
+writes (every phase's steps scaled by 0.59; 42 minutes on 2 idle CPU cores, the same bytes in both runs
+measured on 2026-12-06); without ``--minutes`` every phase runs its recipe's full steps (70 minutes, measured
+2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering). CI never trains: it uses the
+shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint.
 """
 
 from __future__ import annotations

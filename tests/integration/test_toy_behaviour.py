@@ -64,7 +64,7 @@ def test_world_table_segments_the_prompt_frame(world_table, kind):
     assert world_table.mean(kind, "prompt") >= 0.75, world_table.table()
 
 
-@short_of_the_bar("J&F 0.33")
+@short_of_the_bar("J&F 0.21")
 def test_world_table_follows_text_queries(world_table):
     assert world_table.mean("text", "all") >= 0.6, world_table.table()
 
@@ -73,7 +73,7 @@ def _means(report, kind: str) -> dict[str, float]:
     return {group: report.mean(kind, group, "j") for group in ("prompt", "before", "after")}
 
 
-@short_of_the_bar("IoU 0.61 on the prompt frame, 0.55 before, 0.49 after")
+@short_of_the_bar("IoU 0.56 on the prompt frame, 0.52 before, 0.51 after")
 def test_a_click_segments_the_object_and_tracks_it_both_ways(toy):
     report = evaluate_world(*toy, SEEDS, CLIPS, kinds=("click",), describe_objects=False)
     iou = _means(report, "click")
@@ -117,7 +117,7 @@ def test_a_box_over_two_touching_twins_leaks_onto_the_second(toy):
     assert _share(track.mask(2), right) >= 0.3 and _share(track.mask(2), left) >= 0.7
 
 
-@short_of_the_bar("the right twin stays in the mask after the negative click (share 0.97 before, 0.96 after)")
+@short_of_the_bar("the right twin stays in the mask after the negative click (share 1.00 before, 0.99 after)")
 def test_a_negative_click_removes_a_leak_onto_a_touching_twin(toy):
     """Two red squares side by side, a box over both: the mask leaks onto the right one; a negative click on the
     right one removes the leak and keeps the left one."""

@@ -842,6 +842,19 @@ def test_toy_minutes_scale_every_phase_by_one_factor_to_fit_the_budget():
         scaled_steps(recipes, minutes=5)
 
 
+def test_the_shipped_toy_is_what_toy_minutes_45_trains():
+    """README: the shipped checkpoint is what ``python -m finetune toy --minutes 45`` writes. Its training log must
+    record every phase, in order, with the steps that command plans today: a change to a recipe, a phase or
+    ``STEP_SECONDS`` that the shipped checkpoint was not retrained for fails here."""
+    from finetune.recipe import load_recipe
+    from finetune.world.toy import PHASES, scaled_steps, training_log
+    from unipixel_model.loading import TOY_DIR
+
+    planned = scaled_steps([load_recipe(p.recipe) for p in PHASES], minutes=45)
+    shipped = [(p["recipe"], p["steps"]) for p in training_log(TOY_DIR)["phases"]]
+    assert shipped == [(p.recipe, planned[p.recipe]) for p in PHASES], shipped
+
+
 def test_the_held_out_sets_are_drawn_as_before():
     """The README's evaluation sets and the shipped toy's training clips come from these seeds: a new world option
     must not move a pixel of the default world (sha256 of frames and masks, recorded 2026-12-06)."""
