@@ -74,6 +74,7 @@ class EvalReport:
 
     calls: list[CallScore] = field(default_factory=list)
     descriptions: list[DescriptionScore] = field(default_factory=list)
+    seg_answers: list[bool] = field(default_factory=list)  # per held-out media: did a text query give a mask
 
     def mean(self, kind: str, group: str, metric: str = "jf") -> float | None:
         """Mean over calls of ``kind`` of their per-call mean over ``group`` frames (None if none)."""
@@ -112,6 +113,9 @@ class EvalReport:
             out["descriptions"] = {"names_colour_or_shape": _round(np.mean([d.names_object for d in self.descriptions])),
                                    "token_f1": _round(np.mean([d.f1 for d in self.descriptions])),
                                    "count": len(self.descriptions)}
+        if self.seg_answers:
+            share = _round(np.mean(self.seg_answers))
+            out["text_answers_with_mask"] = {"share": share, "media": len(self.seg_answers)}
         return out
 
     def table(self) -> str:
@@ -169,10 +173,12 @@ def evaluate_holdout(model, tokenizer, samples: list[TrainSample], max_new_token
                      max_side: int | None = None) -> EvalReport:
     """Score ``model`` on held-out Label Studio samples as the backend would serve them.
 
-    ``mem`` samples replay their click/box (or, box-supervised, give no mask score), ``seg`` samples
-    their text query, ``region`` samples ask for the description of their mask. Each media is decoded once, with
-    ``max_side`` (``UNIPIXEL_FRAME_MAX_SIDE`` in pixels; None or 0 keep its size); prompts and masks stay in its own
-    pixels.
+    ``mem`` samples replay their click/box (a box-only track: its first box, scored by the box around the mask on
+    every annotated frame), ``seg`` samples their text query, ``region`` samples ask for the description of their
+    mask. Each media is also asked one segmentation question (``seg_answers``: did it give a mask), so a fine-tune
+    that makes the LLM stop answering text queries with ``<|seg|>`` shows even where no held-out task has a query.
+    Each media is decoded once, with ``max_side`` (``UNIPIXEL_FRAME_MAX_SIDE`` in pixels; None or 0 keep its size);
+    prompts and masks stay in its own pixels.
     """
     was_training = model.training
     model.eval()
@@ -183,6 +189,8 @@ def evaluate_holdout(model, tokenizer, samples: list[TrainSample], max_new_token
             for sample in samples:
                 if sample.media not in media:
                     media = {sample.media: load_frames(sample.media, max_side=max_side)}
+                    report.seg_answers.append(_answers_with_mask(model, tokenizer, media[sample.media].subset(
+                        sample.frame_idx), max_new_tokens))
                 _score_sample(model, tokenizer, sample, media[sample.media], max_new_tokens, report)
     finally:
         model.train(was_training)
@@ -194,7 +202,14 @@ def _score_sample(model, tokenizer, sample: TrainSample, decoded: Frames, max_ne
     frames = decoded.subset(sample.frame_idx)  # keeps the media's own size_hw, the one of prompts and masks
     session = InferenceSession.open(model, tokenizer, frames)
     session.max_new_tokens = max_new_tokens
-    if sample.kind == "mem" and not sample.box_supervised:
+    if sample.kind == "mem" and sample.box_supervised:
+        local = sample.frame_idx.index(sample.prompts[0].frame_idx)
+        result, seconds = timed(lambda: session.refer({1: _at_frame(sample.prompts[0], local)}, ask=False))
+        boxes = _boxes_of(result.tracks[0], len(sample.frame_idx))
+        truth = sample.target_masks[0]
+        report.calls.append(CallScore("box", db_eval_iou(truth, boxes), db_eval_boundary(truth, boxes), local,
+                                      seconds, "box track"))
+    elif sample.kind == "mem":
         for n, prompt in enumerate(sample.prompts):
             local = sample.frame_idx.index(prompt.frame_idx)
             moved = _at_frame(prompt, local)
@@ -212,6 +227,24 @@ def _score_sample(model, tokenizer, sample: TrainSample, decoded: Frames, max_ne
         words = set(answer.lower().split())
         named = any(w in words for w in sample.answer.lower().split() if len(w) > 2)
         report.descriptions.append(DescriptionScore(named, text_similarity(answer, sample.answer)))
+
+
+def _answers_with_mask(model, tokenizer, frames: Frames, max_new_tokens: int) -> bool:
+    """Does a plain segmentation question on ``frames`` get at least one mask (a ``<|seg|>`` in the answer)?"""
+    session = InferenceSession.open(model, tokenizer, frames)
+    session.max_new_tokens = max_new_tokens
+    question = templates.segmentation_question("object", frames.num_frames == 1)
+    return bool(session.segment(question).tracks)
+
+
+def _boxes_of(track: MaskTrack, num_frames: int) -> np.ndarray:
+    """bool [T, H, W]: on each frame the filled box around ``track``'s mask (empty where the mask is)."""
+    boxes = np.zeros((num_frames, *track.frame_size_hw), bool)
+    for t in range(num_frames):
+        ys, xs = np.nonzero(track.mask(t))
+        if len(ys):
+            boxes[t, ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    return boxes
 
 
 def _at_frame(prompt: PointPrompt | BoxPrompt, frame_idx: int) -> PointPrompt | BoxPrompt:

@@ -120,11 +120,10 @@ class FinetuneRun:
                    "final_loss": result.losses[-1] if result.losses else None, "before": before, "after": after,
                    "seconds": round(time.time() - started, 1), "skipped": result.skipped,
                    "skipped_tasks": self.skipped_tasks}
-        if after["score"] < before["score"] + self.recipe.min_improvement:
+        refusal = publish_refusal(before, after, self.recipe.min_improvement)
+        if refusal is not None:
             self.report(stage="not published")
-            return self._record({**summary, "status": "not published", "reason": (
-                f"held-out score {after['score']:.4f} after training is not above {before['score']:.4f} before "
-                f"by the recipe's min_improvement {self.recipe.min_improvement}")})
+            return self._record({**summary, "status": "not published", "reason": refusal})
         try:
             published = self._publish(trainer, result, summary)
         except Exception as err:  # noqa: BLE001  MODEL_DIR full or unwritable (OSError, or the writer's own error
@@ -190,6 +189,27 @@ class FinetuneRun:
         path = publish(Path(self.settings.model_dir), version, trainer.save_adapter, info, result.losses)
         self.report(stage="published", version=version)
         return {"status": "published", "version": version, "path": str(path)}
+
+
+def publish_refusal(before: dict, after: dict, min_improvement: float) -> str | None:
+    """Why a run must not be published, from its held-out reports (``EvalReport.to_dict()``) before and after
+    training; None when it may be.
+
+    The held-out score must rise by ``min_improvement``, and the model must answer a segmentation question with a
+    mask on as many held-out media as before: a project's own tasks may hold no text query (box-only tracks train
+    ``[1] <|seg|>`` answers alone), so without this check a run could make every text query fail and still publish.
+    """
+    if after["score"] < before["score"] + min_improvement:
+        return (f"held-out score {after['score']:.4f} after training is not above {before['score']:.4f} before "
+                f"by the recipe's min_improvement {min_improvement}")
+    was, now = before.get("text_answers_with_mask"), after.get("text_answers_with_mask")
+    if was and now and now["share"] < was["share"]:
+        media = now["media"]
+        return (f"after training the model answers a segmentation question with a mask on "
+                f"{round(now['share'] * media)} of {media} held-out media, against {round(was['share'] * media)} "
+                "before: publishing it would break text queries, so the served version stays (fewer training steps may "
+                "avoid it)")
+    return None
 
 
 def nothing_to_train(project_id: int, annotations: list[GatheredAnnotation], held_out: int,

@@ -251,3 +251,50 @@ def test_predict_cli_with_the_toy_model_follows_the_object_both_ways(tmp_path):
     assert before and after, f"object {obj} of seed {clip.seed} is not visible both ways"
     print(f"mean IoU before the clicked frame {np.mean(before):.2f}, after {np.mean(after):.2f}")
     assert np.mean(before) >= 0.5 and np.mean(after) >= 0.5, (before, after)
+
+
+def test_a_held_out_box_only_track_is_scored_by_its_boxes(toy, tmp_path):
+    """A fine-tune of a ``video_tracking`` project holds out box-only tracks. Its publish gate must see them: the
+    first box is replayed as the backend serves it, and the box around the mask on each frame is scored against the
+    annotated box (before, nothing was scored, so every such run published, whatever it had learned)."""
+    from finetune.convert import MEM_ANSWER, MEM_QUESTION
+    from finetune.evaluate import evaluate_holdout
+    from finetune.sample import TrainSample
+
+    model, tokenizer = toy
+    clip = make_clip(EVAL_SEED_START + 540, WorldConfig(num_frames=8, objects=(1, 2), p_enter=0.0, p_leave=0.0))
+    writers.write_frame_folder(clip.frames, tmp_path / "clip")
+    boxes = np.zeros_like(clip.masks[:1])
+    for t in range(clip.num_frames):
+        ys, xs = np.nonzero(clip.masks[0, t])
+        boxes[0, t, ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    ys, xs = np.nonzero(boxes[0, 0])
+    first = BoxPrompt(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), 0)
+    sample = TrainSample("mem", str(tmp_path / "clip"), list(range(clip.num_frames)), MEM_QUESTION, MEM_ANSWER,
+                         [first], boxes,
+                         box_supervised=True)
+    report = evaluate_holdout(model, tokenizer, [sample], max_new_tokens=16)
+    assert [c.kind for c in report.calls] == ["box"] and report.calls[0].tag == "box track"
+    assert report.mean("box", "all") >= 0.6, report.table()
+    assert report.score > 0
+
+
+def test_the_held_out_evaluation_asks_each_media_for_a_mask_by_text(toy, tmp_path):
+    """A fine-tune that only ever sees ``[1] <|seg|>`` answers (box tracks) can make the LLM stop answering a text
+    query with ``<|seg|>``: the held-out evaluation asks every held-out media one segmentation question, and counts
+    the answers that gave a mask (the shipped toy answers every one)."""
+    from finetune.convert import MEM_ANSWER, MEM_QUESTION
+    from finetune.evaluate import evaluate_holdout
+    from finetune.sample import TrainSample
+
+    model, tokenizer = toy
+    samples = []
+    for n, seed in enumerate((EVAL_SEED_START + 541, EVAL_SEED_START + 542)):
+        clip = make_clip(seed, WorldConfig(num_frames=4))
+        writers.write_frame_folder(clip.frames, tmp_path / str(n))
+        box = sampling.box(clip, 0, 0, np.random.default_rng(0))
+        samples += [TrainSample("mem", str(tmp_path / str(n)), [0, 1, 2, 3], MEM_QUESTION, MEM_ANSWER, [box],
+                                clip.masks[:1])] * 2
+    report = evaluate_holdout(model, tokenizer, samples, max_new_tokens=16)
+    assert report.seg_answers == [True, True]  # once per media, not per sample
+    assert report.to_dict()["text_answers_with_mask"] == {"share": 1.0, "media": 2}
