@@ -271,10 +271,10 @@ def test_a_held_out_box_only_track_is_scored_by_its_boxes(toy, tmp_path):
     ys, xs = np.nonzero(boxes[0, 0])
     first = BoxPrompt(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1), 0)
     sample = TrainSample("mem", str(tmp_path / "clip"), list(range(clip.num_frames)), MEM_QUESTION, MEM_ANSWER,
-                         [first], boxes,
-                         box_supervised=True)
+                         [first], boxes, box_supervised=True)
     report = evaluate_holdout(model, tokenizer, [sample], max_new_tokens=16)
     assert [c.kind for c in report.calls] == ["box"] and report.calls[0].tag == "box track"
+    print(report.table())
     assert report.mean("box", "all") >= 0.6, report.table()
     assert report.score > 0
 
