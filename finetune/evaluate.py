@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from backend.converters.geometry import mask_to_box_px
 from finetune.metrics import db_eval_boundary, db_eval_iou, text_similarity
 from finetune.sample import TrainSample
 from unipixel_model import templates
@@ -241,9 +242,10 @@ def _boxes_of(track: MaskTrack, num_frames: int) -> np.ndarray:
     """bool [T, H, W]: on each frame the filled box around ``track``'s mask (empty where the mask is)."""
     boxes = np.zeros((num_frames, *track.frame_size_hw), bool)
     for t in range(num_frames):
-        ys, xs = np.nonzero(track.mask(t))
-        if len(ys):
-            boxes[t, ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+        box = mask_to_box_px(track.mask(t))  # (x1, y1, x2, y2) px, x2 and y2 exclusive; None for an empty mask
+        if box is not None:
+            x1, y1, x2, y2 = box
+            boxes[t, y1:y2, x1:x2] = True
     return boxes
 
 

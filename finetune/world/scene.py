@@ -190,26 +190,19 @@ def _against(other: ObjectInfo, shape: str, size: float, angles_deg: np.ndarray,
     frame: moved from ``other``'s centre along ``heading`` (radians) to 1 px closer than the farthest point where the
     two still overlap, so that they touch without either hiding much of the other."""
     direction = np.array([math.cos(heading), math.sin(heading)])
+    reach = 0.75 * (other.size_px + size) + 2  # both shapes lie within ``reach`` px of other's centre while they touch
+    yy, xx = np.mgrid[-reach:reach:1.0, -reach:reach:1.0]  # a pixel grid around other's centre
     centres = np.empty_like(other.centres_px)
     for t in range(len(centres)):
-        near, far = 0.0, 0.75 * (other.size_px + size) + 2  # overlapping at 0, apart at ``far`` (reach 0.75 size)
+        occupied = _inside(other.shape, *_object_frame(xx, yy, 0.0, 0.0, other.angles_deg[t]), other.size_px / 2)
+        near, far = 0.0, reach  # overlapping at 0, apart at ``reach``
         while far - near > 0.5:
             mid = (near + far) / 2
-            overlapping = _overlap(other, t, shape, size, angles_deg[t], mid * direction)
+            cx, cy = mid * direction
+            overlapping = (occupied & _inside(shape, *_object_frame(xx, yy, cx, cy, angles_deg[t]), size / 2)).any()
             near, far = (mid, far) if overlapping else (near, mid)
         centres[t] = other.centres_px[t] + max(0.0, near - 1.0) * direction
     return centres
-
-
-def _overlap(other: ObjectInfo, t: int, shape: str, size: float, angle_deg: float, offset: np.ndarray) -> bool:
-    """Whether a pixel grid around ``other`` on frame ``t`` has pixels inside both it and the shape at ``offset``."""
-    reach = 0.75 * (other.size_px + size) + 2
-    yy, xx = np.mgrid[-reach:reach:1.0, -reach:reach:1.0]
-    inside = []
-    for kind, r, angle, (cx, cy) in ((other.shape, other.size_px / 2, other.angles_deg[t], (0.0, 0.0)),
-                                     (shape, size / 2, angle_deg, offset)):
-        inside.append(_inside(kind, *_object_frame(xx, yy, cx, cy, angle), r))
-    return bool((inside[0] & inside[1]).any())
 
 
 def _path(rng: np.random.Generator, config: WorldConfig, size: float, width: int, height: int) -> np.ndarray:
