@@ -19,16 +19,38 @@ import signal
 import socket
 import time
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq import Worker
+from rq.exceptions import StopRequested
+
 from finetune.settings import FinetuneSettings
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingWorker(Worker):
+    """RQ's worker, whose SIGTERM/SIGINT stop also works while Redis is down.
+
+    RQ's warm stop writes the shutdown date to Redis when it counts a job as running (as it still does for a moment
+    after one finishes). With Redis down that raises a ConnectionError inside the signal handler, which RQ's own
+    reconnect loop swallows: the stop was lost and the worker retried for ever. Without a live work horse there is
+    nothing to wait for, so the stop goes through; with one, the horse finishes and RQ's loop then stops.
+    """
+
+    def request_stop(self, signum, frame):
+        try:
+            super().request_stop(signum, frame)
+        except RedisConnectionError:
+            self._stop_requested = True
+            if not (self.horse_pid and _alive(self.horse_pid)):
+                raise StopRequested() from None
 
 
 def run_worker(settings: FinetuneSettings, burst: bool = False) -> int:
     """Serve ``settings.train_queue`` on ``settings.redis_url`` (with RQ's scheduler for periodic runs)."""
     from redis import Redis
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from rq import Queue, Worker
+    from rq import Queue
     from rq.serializers import JSONSerializer
 
     redis = Redis.from_url(settings.redis_url)
@@ -40,7 +62,7 @@ def run_worker(settings: FinetuneSettings, burst: bool = False) -> int:
             if not recovered:
                 recover_abandoned(queue, settings)
                 recovered = True
-            worker = Worker([queue], connection=redis, serializer=JSONSerializer)
+            worker = TrainingWorker([queue], connection=redis, serializer=JSONSerializer)
             worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
             return 0
         except RedisConnectionError as err:  # a Redis restart must not end the worker: wait for it, then go on

@@ -227,6 +227,31 @@ def test_a_worker_started_while_redis_is_down_waits_for_it_then_trains(finetune_
             worker.wait(timeout=30)
 
 
+def test_a_sigterm_while_redis_is_down_stops_the_worker_even_just_after_a_job(redis_server):
+    """The race behind the flaky test above: a job has just finished (RQ still counts the worker busy) when Redis
+    goes away and SIGTERM comes. RQ's stop then writes the shutdown date to Redis; the ConnectionError it raised
+    inside the signal handler was swallowed by RQ's own reconnect loop, and the worker retried for ever. The stop
+    must go through without Redis when no job runs."""
+    from rq.exceptions import StopRequested
+    from rq.worker import WorkerStatus
+
+    from finetune.worker import TrainingWorker
+    from tests.services import free_port
+
+    up = Redis.from_url(redis_server.url)
+    worker = TrainingWorker([Queue("q", connection=up, serializer=JSONSerializer)], connection=up,
+                            serializer=JSONSerializer)
+    worker.connection = Redis(port=free_port(), socket_connect_timeout=0.5)  # then Redis is gone: nothing listens
+    worker._state = WorkerStatus.BUSY  # what RQ still holds between a finished job and the next dequeue
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(StopRequested):
+            worker.request_stop(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+
+
 def test_redis_restarted_mid_training_the_run_still_publishes(finetune_env, redis_server):
     """Redis goes away for a few seconds while the horse trains (and comes back empty: no persistence). Progress
     updates fail meanwhile; the training goes on and publishes, and the worker survives."""
