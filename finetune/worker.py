@@ -28,22 +28,38 @@ from finetune.settings import FinetuneSettings
 logger = logging.getLogger(__name__)
 
 
-class TrainingWorker(Worker):
-    """RQ's worker, whose SIGTERM/SIGINT stop also works while Redis is down.
+class WorkerStopped(SystemExit):
+    """A SIGTERM/SIGINT stop of an idle worker, raised from the signal handler (exit status 0).
 
-    RQ's warm stop writes the shutdown date to Redis when it counts a job as running (as it still does for a moment
-    after one finishes). With Redis down that raises a ConnectionError inside the signal handler, which RQ's own
-    reconnect loop swallows: the stop was lost and the worker retried for ever. Without a live work horse there is
-    nothing to wait for, so the stop goes through; with one, the horse finishes and RQ's loop then stops.
+    A ``SystemExit`` because the handler runs wherever the main thread is, often inside a log call (RQ logs every
+    Redis reconnect attempt): logging catches any ``Exception`` a handler raises, RQ's ``StopRequested`` included, and
+    the stop was lost. RQ's loop re-raises a ``SystemExit`` after its teardown; :func:`run_worker` returns 0 on it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+
+class TrainingWorker(Worker):
+    """RQ's worker, whose SIGTERM/SIGINT stop is never lost.
+
+    * RQ's warm stop writes the shutdown date to Redis when it counts a job as running (as it still does for a moment
+      after one finishes). With Redis down that raised a ConnectionError inside the signal handler, which RQ's own
+      reconnect loop swallowed, and the worker retried for ever. Without a live work horse there is nothing to wait
+      for, so the stop goes through; with one, the horse finishes and RQ's loop then stops.
+    * The stop of an idle worker is raised as :class:`WorkerStopped`, which no ``except Exception`` swallows.
     """
 
     def request_stop(self, signum, frame):
         try:
             super().request_stop(signum, frame)
+        except StopRequested:
+            self._stop_requested = True
+            raise WorkerStopped() from None
         except RedisConnectionError:
             self._stop_requested = True
             if not (self.horse_pid and _alive(self.horse_pid)):
-                raise StopRequested() from None
+                raise WorkerStopped() from None
 
 
 def run_worker(settings: FinetuneSettings, burst: bool = False) -> int:
@@ -64,6 +80,8 @@ def run_worker(settings: FinetuneSettings, burst: bool = False) -> int:
                 recovered = True
             worker = TrainingWorker([queue], connection=redis, serializer=JSONSerializer)
             worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
+            return 0
+        except WorkerStopped:  # RQ's loop tore down first (see WorkerStopped)
             return 0
         except RedisConnectionError as err:  # a Redis restart must not end the worker: wait for it, then go on
             # a SIGTERM/SIGINT already asked RQ to stop (RQ's own stop talks to Redis, and may be what failed)

@@ -232,10 +232,9 @@ def test_a_sigterm_while_redis_is_down_stops_the_worker_even_just_after_a_job(re
     goes away and SIGTERM comes. RQ's stop then writes the shutdown date to Redis; the ConnectionError it raised
     inside the signal handler was swallowed by RQ's own reconnect loop, and the worker retried for ever. The stop
     must go through without Redis when no job runs."""
-    from rq.exceptions import StopRequested
     from rq.worker import WorkerStatus
 
-    from finetune.worker import TrainingWorker
+    from finetune.worker import TrainingWorker, WorkerStopped
     from tests.services import free_port
 
     up = Redis.from_url(redis_server.url)
@@ -245,9 +244,49 @@ def test_a_sigterm_while_redis_is_down_stops_the_worker_even_just_after_a_job(re
     worker._state = WorkerStatus.BUSY  # what RQ still holds between a finished job and the next dequeue
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
-        with pytest.raises(StopRequested):
+        with pytest.raises(WorkerStopped):
             worker.request_stop(signal.SIGTERM, None)
     finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+
+
+@pytest.mark.parametrize("redis_up", [True, False], ids=["idle, Redis up", "just after a job, Redis down"])
+def test_a_sigterm_that_lands_inside_a_log_call_still_stops_the_worker(redis_server, redis_up):
+    """The other race behind the flaky Redis-down test: the signal handler runs on the main thread wherever it is, and
+    while Redis is down that is mostly inside RQ's "Could not connect to Redis" log call. A stop raised there as an
+    ``Exception`` (RQ's StopRequested) was caught by the logging handler, printed as "--- Logging error ---", and the
+    worker went on retrying. The stop must get out of the log call, and still be a stop RQ's loop tears down on."""
+    import logging
+
+    from rq.worker import WorkerStatus
+
+    from finetune.worker import TrainingWorker, WorkerStopped
+    from tests.services import free_port
+
+    up = Redis.from_url(redis_server.url)
+    worker = TrainingWorker([Queue("q", connection=up, serializer=JSONSerializer)], connection=up,
+                            serializer=JSONSerializer)
+    if not redis_up:
+        worker.connection = Redis(port=free_port(), socket_connect_timeout=0.5)
+        worker._state = WorkerStatus.BUSY
+
+    class SignalledMidRecord(logging.StreamHandler):
+        def format(self, record):  # inside StreamHandler.emit's try: where logging catches what a handler raises
+            worker.request_stop(signal.SIGTERM, None)
+            return super().format(record)
+
+    log = logging.getLogger("tests.rq-reconnect-loop")
+    log.addHandler(SignalledMidRecord())
+    log.propagate = False
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(WorkerStopped) as stopped:
+            log.error("Could not connect to Redis instance: Retrying in 1 seconds...")
+        assert isinstance(stopped.value, SystemExit) and stopped.value.code == 0  # what RQ's loop re-raises
+        assert worker._stop_requested
+    finally:
+        log.handlers.clear()
         signal.signal(signal.SIGTERM, handlers[0])
         signal.signal(signal.SIGINT, handlers[1])
 
