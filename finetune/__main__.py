@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_worker(settings, burst=args.burst)
     if args.command == "run":
-        from finetune.jobs import FinetuneRun
+        from finetune.jobs import execute_recorded
 
         spec = {"project_id": args.project, "reason": "manual", "recipe": args.recipe or settings.train_recipe}
-        print(json.dumps(FinetuneRun(settings, spec).execute(), indent=2, default=str))
+        print(json.dumps(execute_recorded(settings, spec), indent=2, default=str))
         return 0
     if args.command == "samples":
         return _samples(settings, args)

@@ -41,7 +41,23 @@ def run_training(spec: dict) -> dict:
         queue.started(job.connection, int(spec["project_id"]))
         job.meta.update({"pid": os.getpid(), "stage": "starting"})
         job.save_meta()
-    return FinetuneRun(FinetuneSettings.from_env(), spec, _Reporter(job)).execute()
+    return execute_recorded(FinetuneSettings.from_env(), spec, _Reporter(job))
+
+
+def execute_recorded(settings: FinetuneSettings, spec: dict, report=None) -> dict:
+    """:meth:`FinetuneRun.execute`, and when the run breaks (a bad recipe, the base model gone, Label Studio
+    unreachable, a crash in training), its outcome ``failed`` with the reason is recorded where the annotator and the
+    operator look (``/versions`` ``last_runs``, the job's meta, the log) before the error goes on to fail the job."""
+    run = None
+    try:
+        run = FinetuneRun(settings, spec, report)
+        return run.execute()
+    except Exception as err:  # noqa: BLE001  re-raised: the job fails and RQ keeps the traceback
+        if run is None or not run.recorded:
+            reason = (f"the run broke before publishing ({err.__class__.__name__}: {err}); nothing was published and "
+                      "the served version stays; the worker log has the traceback")
+            record_outcome(settings, spec, {"status": "failed", "reason": reason}, report)
+        raise
 
 
 def scheduled_training(spec: dict) -> dict:
@@ -92,8 +108,9 @@ class FinetuneRun:
         self.project_id = int(spec["project_id"])
         recipe = load_recipe(spec.get("recipe") or settings.train_recipe)
         self.recipe = dataclasses.replace(recipe, **(spec.get("recipe_overrides") or {}))
-        self.report = report or (lambda **meta: logger.info("fine-tune progress: %s", meta))
+        self.report = report or _log_progress
         self.skipped_tasks: list[str] = []  # tasks whose annotation could not be read, and why
+        self.recorded = False  # the outcome is in /versions already
 
     def execute(self) -> dict:
         """Gather, convert, train, evaluate, publish; returns the run summary (also the RQ job result)."""
@@ -136,19 +153,8 @@ class FinetuneRun:
 
     def _record(self, outcome: dict) -> dict:
         """Log the outcome and keep it as the project's last run (``GET /versions`` shows it)."""
-        from backend.versions import VersionStore
-
-        if outcome["status"] != "published":
-            logger.warning("fine-tune project %d: %s: %s", self.project_id, outcome["status"], outcome["reason"])
-            self.report(stage=outcome["status"], reason=outcome["reason"])
-        brief = {k: outcome[k] for k in ("status", "version", "tasks", "train_samples", "holdout_samples") if k in outcome}
-        brief.update(trigger=self.spec.get("reason"), **({"reason": outcome["reason"]} if outcome["status"] != "published"
-                                                         else {}))
-        try:
-            VersionStore(Path(self.settings.model_dir)).record_run(self.project_id, {**brief, "finished": time.time()})
-        except OSError as err:  # the outcome is still the job's result and in the log
-            logger.warning("cannot record the run of project %d in %s: %s", self.project_id, self.settings.model_dir, err)
-        return outcome
+        self.recorded = True
+        return record_outcome(self.settings, self.spec, outcome, self.report)
 
     def samples(self, label_config: str, annotations: list[GatheredAnnotation]) -> tuple[list, list]:
         """(train, holdout) samples, split by task (:func:`finetune.sample.split_by_task`)."""
@@ -189,6 +195,29 @@ class FinetuneRun:
         path = publish(Path(self.settings.model_dir), version, trainer.save_adapter, info, result.losses)
         self.report(stage="published", version=version)
         return {"status": "published", "version": version, "path": str(path)}
+
+
+def _log_progress(**meta) -> None:
+    logger.info("fine-tune progress: %s", meta)
+
+
+def record_outcome(settings: FinetuneSettings, spec: dict, outcome: dict, report=None) -> dict:
+    """Log a run's ``outcome`` ({"status", "reason"?, ...}), put it in the job's meta (``report``) and keep it as
+    the project's last run in ``MODEL_DIR`` (``GET /versions`` shows it). Returns ``outcome``."""
+    from backend.versions import VersionStore
+
+    project_id = int(spec["project_id"])
+    if outcome["status"] != "published":
+        logger.warning("fine-tune project %d: %s: %s", project_id, outcome["status"], outcome["reason"])
+        (report or _log_progress)(stage=outcome["status"], reason=outcome["reason"])
+    brief = {k: outcome[k] for k in ("status", "version", "tasks", "train_samples", "holdout_samples") if k in outcome}
+    brief.update(trigger=spec.get("reason"), **({"reason": outcome["reason"]} if outcome["status"] != "published"
+                                                 else {}))
+    try:
+        VersionStore(Path(settings.model_dir)).record_run(project_id, {**brief, "finished": time.time()})
+    except OSError as err:  # the outcome is still the job's result and in the log
+        logger.warning("cannot record the run of project %d in %s: %s", project_id, settings.model_dir, err)
+    return outcome
 
 
 def publish_refusal(before: dict, after: dict, min_improvement: float) -> str | None:

@@ -181,6 +181,27 @@ def test_model_dir_full_during_publish_keeps_serving_the_previous_version(finetu
     assert run["status"] == "publish failed" and "the previous version is still served" in run["reason"]
 
 
+def test_a_run_that_fails_says_why_in_versions_and_the_job(finetune_env, make_client, redis_server):
+    """A run that breaks before it can train (here the operator's recipe file has an invalid value; a base model gone
+    from disk or Label Studio unreachable end the same way) fails the RQ job, and says why where the annotator and the
+    operator look: ``/versions`` ``last_runs`` and the job's meta, not only a traceback in the worker log."""
+    tmp_path, env = finetune_env
+    recipe = yaml.safe_load(Path(env["UNIPIXEL_TRAIN_RECIPE"]).read_text())
+    Path(env["UNIPIXEL_TRAIN_RECIPE"]).write_text(yaml.safe_dump({**recipe, "lr": 0.0}))
+    job = _enqueue(env, redis_server.url)
+    worker = subprocess.run([sys.executable, "-m", "finetune", "worker", "--burst"], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert job.get_status(refresh=True) == "failed"
+    job.refresh()
+    assert job.meta["stage"] == "failed" and "lr must be > 0" in job.meta["reason"], job.meta
+    client = make_client(model_dir=tmp_path / "models", describe_objects=False, local_roots=(tmp_path,))
+    run = client.get("/versions").json["last_runs"][str(PROJECT)]
+    assert run["status"] == "failed" and run["trigger"] == "test", run
+    assert "lr must be > 0" in run["reason"] and "nothing was published" in run["reason"], run
+    assert "fine-tune project 21: failed: " in worker.stderr
+
+
 def _disk_full_after(max_bytes: int):
     """``preexec_fn``: regular files this process (and its forks) write stop at ``max_bytes`` with EFBIG."""
     import resource
