@@ -18,9 +18,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from finetune.affinity import neighbours
+
 IGNORE_INDEX = -100
 FOCAL_ALPHA, FOCAL_GAMMA = 0.25, 2.0
 CLASS_ALPHA, CLASS_GAMMA = -1.0, 0.0  # objectness: plain BCE
+PAIRWISE_TAU = 0.3  # BoxInst: a neighbour this similar in colour (finetune.affinity) probably shares the label
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class SegLossWeights:
     dice: float = 5.0
     iou: float = 5.0
     cls: float = 5.0
+    pairwise: float = 1.0  # BoxInst's pairwise term against its projection term (1:1), box-supervised targets only
 
 
 @dataclass
@@ -131,10 +135,34 @@ def box_projection_loss(logits: torch.Tensor, boxes: torch.Tensor, num_objects: 
     return loss / num_objects
 
 
+def box_pairwise_loss(logits: torch.Tensor, boxes: torch.Tensor, affinity: torch.Tensor,
+                      num_objects: float) -> torch.Tensor:
+    """BoxInst's pairwise term: inside the box, neighbouring cells of one colour should share a label, so a mask
+    learned from boxes follows the object instead of filling its box.
+
+    ``-log P(same label)`` with ``P = p_i p_j + (1 - p_i)(1 - p_j)``, averaged over the edges inside the box whose
+    colour affinity reaches :data:`PAIRWISE_TAU`; at the affinity's resolution (logits average-pooled).
+
+    Args:
+        logits: float [N, M, S, S] candidate logits; boxes: bool/float [N, M, S, S] filled boxes.
+        affinity: float [8, S / k, S / k] of the frame (:func:`finetune.affinity.colour_affinity`).
+    Returns:
+        [N, M] / num_objects.
+    """
+    stride = logits.shape[-1] // affinity.shape[-1]
+    small = F.avg_pool2d(logits.float(), stride)  # [N, M, h, w]
+    inside = (F.avg_pool2d(boxes.float(), stride) > 0.5).float()
+    log_fg, log_bg = F.logsigmoid(small), F.logsigmoid(-small)
+    log_same = torch.logaddexp(log_fg[:, :, None] + neighbours(log_fg), log_bg[:, :, None] + neighbours(log_bg))
+    edges = (affinity >= PAIRWISE_TAU).float() * inside[:, :, None]  # [N, M, 8, h, w]
+    loss = -(log_same * edges).sum((-3, -2, -1)) / edges.sum((-3, -2, -1)).clamp(min=1.0)
+    return loss / num_objects
+
+
 def frame_seg_losses(multimask_logits: torch.Tensor, target: torch.Tensor, pred_ious: torch.Tensor,
                      object_score_logits: torch.Tensor, num_objects: float,
-                     weights: SegLossWeights = SegLossWeights(), box_supervised: bool = False
-                     ) -> dict[str, torch.Tensor]:
+                     weights: SegLossWeights = SegLossWeights(), box_supervised: bool = False,
+                     affinity: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The four loss terms of one frame (``MultiStepMultiMasksAndIous._update_losses``).
 
     Args:
@@ -145,12 +173,16 @@ def frame_seg_losses(multimask_logits: torch.Tensor, target: torch.Tensor, pred_
         num_objects: normaliser (the sample's O, clamped to >= 1).
         box_supervised: ``target`` holds filled boxes: the focal and pixel dice terms become the box
             projection loss (in "dice"; "mask" is 0) and the IoU head is not supervised.
+        affinity: with ``box_supervised``, the frame's colour affinity [8, h, w]: BoxInst's pairwise term
+            (:func:`box_pairwise_loss`, times ``weights.pairwise``) is added to "dice". None: the projection alone.
     Returns:
         {"mask", "dice", "iou", "cls"}: scalars, summed over objects.
     """
     targets = target.float()[:, None].expand_as(multimask_logits)
     if box_supervised:
         dice = box_projection_loss(multimask_logits, targets, num_objects)
+        if affinity is not None and weights.pairwise:
+            dice = dice + weights.pairwise * box_pairwise_loss(multimask_logits, targets, affinity, num_objects)
         focal = torch.zeros_like(dice)
         iou = torch.zeros_like(dice)
     else:
@@ -170,7 +202,7 @@ def frame_seg_losses(multimask_logits: torch.Tensor, target: torch.Tensor, pred_
 
 def seg_core_loss(frame_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], targets: torch.Tensor,
                   num_objects: float | None = None, weights: SegLossWeights = SegLossWeights(),
-                  box_supervised: bool = False) -> SegLoss:
+                  box_supervised: bool = False, affinities: list[torch.Tensor] | None = None) -> SegLoss:
     """Sum the frame losses of one sample and weight them into the core loss.
 
     Args:
@@ -179,6 +211,7 @@ def seg_core_loss(frame_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Te
         targets: bool [T, O, S, S], one row per entry of ``frame_outputs``.
         num_objects: normaliser; default O (UniPixel all-reduces it over ranks; see ``finetune.trainer``).
         box_supervised: the targets are filled boxes (see :func:`frame_seg_losses`).
+        affinities: with ``box_supervised``, one colour affinity [8, h, w] per entry of ``frame_outputs``.
     Raises:
         ValueError: when the frame count or object count of outputs and targets differ.
     """
@@ -186,11 +219,12 @@ def seg_core_loss(frame_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Te
         raise ValueError(f"{len(frame_outputs)} frames of predictions for {targets.shape[0]} frames of targets")
     num_objects = max(1.0, float(targets.shape[1] if num_objects is None else num_objects))
     totals = {"mask": 0.0, "dice": 0.0, "iou": 0.0, "cls": 0.0}
-    for (logits, ious, scores), target in zip(frame_outputs, targets):
+    for n, ((logits, ious, scores), target) in enumerate(zip(frame_outputs, targets)):
         if logits.shape[0] != target.shape[0]:
             raise ValueError(f"{logits.shape[0]} predicted objects for {target.shape[0]} target objects")
+        affinity = None if affinities is None else affinities[n]
         for key, value in frame_seg_losses(logits, target, ious, scores, num_objects, weights,
-                                           box_supervised).items():
+                                           box_supervised, affinity).items():
             totals[key] = totals[key] + value
     core = (weights.mask * totals["mask"] + weights.dice * totals["dice"] + weights.iou * totals["iou"]
             + weights.cls * totals["cls"])

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from finetune.affinity import colour_affinity
 from finetune.batch import SamConditioning, TrainBatch
-from finetune.losses import IGNORE_INDEX, SegLoss, seg_core_loss, total_loss
+from finetune.losses import IGNORE_INDEX, SegLoss, SegLossWeights, seg_core_loss, total_loss
 from unipixel_model.modeling import UniPixelModel
 from unipixel_model.sam2_adapter import UniPixelSAM2
 
@@ -135,13 +136,18 @@ class UniPixelObjective(nn.Module):
         model: the UniPixel model (LoRA already injected by the trainer, or plain).
         train_backbone: see :func:`track_with_grad`.
         autocast_dtype: bf16 autocast on CUDA, or None (float32).
+        train_llm_on_prompts: see :class:`~finetune.recipe.TrainRecipe`.
+        weights: the mask loss's weights (UniPixel's, and BoxInst's pairwise term).
     """
 
-    def __init__(self, model: UniPixelModel, train_backbone: bool, autocast_dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model: UniPixelModel, train_backbone: bool, autocast_dtype: torch.dtype | None = None,
+                 train_llm_on_prompts: bool = True, weights: SegLossWeights = SegLossWeights()) -> None:
         super().__init__()
         self.model = model
         self.train_backbone = train_backbone
         self.autocast_dtype = autocast_dtype
+        self.train_llm_on_prompts = train_llm_on_prompts
+        self.weights = weights
 
     def forward(self, batch: TrainBatch) -> dict[str, torch.Tensor]:
         """Returns {"total", "lm"} and, for samples with masks, {"seg", "mask", "dice", "iou", "cls"}
@@ -149,14 +155,18 @@ class UniPixelObjective(nn.Module):
         device = self.model.lm_head.weight.device
         autocast = (torch.autocast(device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
                     else contextlib.nullcontext())
+        # a prompt sample's answer is the fixed "[id] <|seg|>": with train_llm_on_prompts off it trains SAM 2 and the
+        # seg head only (the LLM runs without a graph; its LM loss is still reported, not trained)
+        llm_frozen = batch.kind == "mem" and not self.train_llm_on_prompts
         with autocast:
-            last_hidden, pre_norm = self._language(batch)
-            lm = self._lm_loss(last_hidden, batch.labels)
+            with torch.no_grad() if llm_frozen else contextlib.nullcontext():
+                last_hidden, pre_norm = self._language(batch)
+                lm = self._lm_loss(last_hidden, batch.labels)
             if batch.target_masks is not None:
                 outputs = self._masks(batch, pre_norm)
         seg: SegLoss | None = None
         if batch.target_masks is not None:
-            seg = self._seg_loss(batch, outputs)
+            seg = self._seg_loss(batch, outputs, self.weights)
         out = {"total": total_loss(lm, [seg]), "lm": lm}
         if seg is not None:
             out.update(seg=seg.core / seg.num_frames, mask=seg.mask, dice=seg.dice, iou=seg.iou, cls=seg.cls)
@@ -193,7 +203,8 @@ class UniPixelObjective(nn.Module):
                 for group in batch.conditions]
 
     @staticmethod
-    def _seg_loss(batch: TrainBatch, outputs: list[list[tuple[int, FrameOutput]]]) -> SegLoss | None:
+    def _seg_loss(batch: TrainBatch, outputs: list[list[tuple[int, FrameOutput]]],
+                  weights: SegLossWeights = SegLossWeights()) -> SegLoss | None:
         """SAM 2's loss summed over groups, each normalised by the sample's object count (None when
         nothing was predicted: a mask prompt on a one-frame sample)."""
         total = None
@@ -203,7 +214,12 @@ class UniPixelObjective(nn.Module):
                 continue
             frames = [(logits.float(), ious.float(), scores.float()) for _, (logits, ious, scores) in scored]
             targets = batch.target_masks[[t for t, _ in scored]][:, group.objects]
-            loss = seg_core_loss(frames, targets, num_objects, box_supervised=group.box_supervised)
+            affinities = None
+            if group.box_supervised and weights.pairwise:  # BoxInst's pairwise term: the mask follows the colours
+                affinity = colour_affinity(batch.sam2_frames)
+                affinities = [affinity[t] for t, _ in scored]
+            loss = seg_core_loss(frames, targets, num_objects, weights, box_supervised=group.box_supervised,
+                                 affinities=affinities)
             total = loss if total is None else SegLoss(
                 total.core + loss.core, total.mask + loss.mask, total.dice + loss.dice, total.iou + loss.iou,
                 total.cls + loss.cls, batch.num_frames)

@@ -48,6 +48,13 @@ class TrainRecipe:
             eval mode, and the mask loss still trains the LLM/``seg_head`` through it.
         train_embeddings: train ``embed_tokens``/``lm_head`` (the official stage 3 does; off by
             default because it makes the adapter as large as the embedding matrix).
+        train_llm_on_prompts: ``mem`` samples (clicks, boxes, masks, box tracks: the fixed ``[id] <|seg|>``
+            answer) also train the LLM and everything before it, as in the official stage 3. False: they train SAM 2
+            and the seg head alone (no gradient into the LLM's LoRA; their LM loss is still reported), so a project
+            without text queries or descriptions cannot change how the model answers text.
+        box_pairwise_weight: weight of BoxInst's pairwise colour term (``finetune.losses.box_pairwise_loss``) next to
+            the projection term in the mask loss of box-only tracks; 0: the projection alone, which lets a mask fill
+            the object's box.
         full_model: train every parameter and save a whole checkpoint instead of an adapter (no
             LoRA; how the ``toy`` model is trained from random weights).
         full_model_modules: with ``full_model``, train only these top-level modules (``model``, ``lm_head``,
@@ -85,6 +92,8 @@ class TrainRecipe:
     train_heads: bool = True
     train_sam2: bool = True
     train_embeddings: bool = False
+    train_llm_on_prompts: bool = True
+    box_pairwise_weight: float = 1.0
     full_model: bool = False
     full_model_modules: list[str] | None = None
     bf16: bool = True
@@ -108,9 +117,10 @@ class TrainRecipe:
         for name in positive:
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise RecipeError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.sam2_lr < 0 or (self.sam2_encoder_lr or 0) < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise RecipeError(f"sam2_lr, sam2_encoder_lr, weight_decay and max_grad_norm must be >= 0, got "
-                              f"{self.sam2_lr}, {self.sam2_encoder_lr}, {self.weight_decay}, {self.max_grad_norm}")
+        non_negative = ("sam2_lr", "sam2_encoder_lr", "weight_decay", "max_grad_norm", "box_pairwise_weight")
+        if any((getattr(self, name) or 0) < 0 for name in non_negative):
+            raise RecipeError(f"{', '.join(non_negative)} must be >= 0, got "
+                              f"{', '.join(str(getattr(self, name)) for name in non_negative)}")
         for name in ("lora_dropout", "warmup_ratio", "holdout_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise RecipeError(f"{name} must be in [0, 1), got {getattr(self, name)}")

@@ -45,6 +45,7 @@ from torch import nn
 
 from finetune.adapter_io import save_adapter
 from finetune.batch import BatchBuilder, TrainBatch
+from finetune.losses import SegLossWeights
 from finetune.objective import UniPixelObjective
 from finetune.recipe import RecipeError, TrainRecipe
 from finetune.sample import SampleError, TrainSample
@@ -148,7 +149,9 @@ class Trainer:
         if recipe.gradient_checkpointing:  # non-reentrant: works with frozen inputs and DDP's unused params
             model.model.activation_checkpointing_enable({"use_reentrant": False})
         autocast = torch.bfloat16 if recipe.bf16 and self.device.type == "cuda" else None
-        self.objective = UniPixelObjective(model, train_backbone=recipe.trains_sam2_encoder, autocast_dtype=autocast)
+        self.objective = UniPixelObjective(model, train_backbone=recipe.trains_sam2_encoder, autocast_dtype=autocast,
+                                           train_llm_on_prompts=recipe.train_llm_on_prompts,
+                                           weights=SegLossWeights(pairwise=recipe.box_pairwise_weight))
         self.module: nn.Module = self.objective
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -293,7 +296,11 @@ class Trainer:
             sync = micro == grad_accum - 1 or not hasattr(self.module, "no_sync")
             with nullcontext() if sync else self.module.no_sync():
                 out = self.module(batch)
-                (out["total"] / grad_accum).backward()
+                loss = out["total"] / grad_accum
+                # no graph: the sample trains nothing here (a prompt sample with the LLM left alone and no mask loss,
+                # as a mask prompt on a still). Under DDP the other ranks then wait for this one; such samples are rare
+                if loss.requires_grad:
+                    loss.backward()
             parts.append({k: float(v.detach()) for k, v in out.items()})
         return parts
 

@@ -201,6 +201,52 @@ def test_full_model_modules_train_the_listed_modules_and_nothing_else(tiny_check
     assert changed and changed <= {"model", "msk_proj"}
 
 
+def test_prompt_samples_can_leave_the_llm_alone(tiny_checkpoint, tmp_path):
+    """``train_llm_on_prompts: false`` (the toy's active-learning recipe): ``mem`` samples (clicks, boxes, masks and
+    box tracks, answered by the fixed ``[1] <|seg|>``) train SAM 2 and the seg head, never the LLM's LoRA or the
+    layers before it, so a run of box-only tracks cannot change how the model answers a text query (it made the toy
+    answer "S" to every one). Their LM loss is still reported. A ``seg`` sample (a text query) trains the LoRA."""
+    recipe = dataclasses.replace(load_recipe("tiny"), train_llm_on_prompts=False, max_steps=3)
+    samples = _dataset(tmp_path / "media")
+    trainer = Trainer.from_recipe(recipe, checkpoint=tiny_checkpoint, device="cpu")
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    result = trainer.train([s for s in samples if s.kind == "mem"])
+    params = dict(trainer.model.named_parameters())
+    changed = {n for n, p in before.items() if not torch.equal(params[n], p)}
+    assert changed and all(n.startswith(("sam2.", "seg_head.")) for n in changed), sorted(changed)[:5]
+    assert any(n.startswith("seg_head.") for n in changed)
+    assert all(math.isfinite(v) and v > 0 for v in result.lm_losses)
+    trainer.train([s for s in samples if s.kind == "seg"])
+    assert any("lora_" in n and not torch.equal(params[n], p) for n, p in before.items())
+
+
+def test_a_box_only_track_trains_through_the_projection_and_pairwise_terms(tiny_checkpoint, tmp_path, monkeypatch):
+    """A box-only track (``box_supervised``, as ``video_tracking`` gives): its mask loss is BoxInst's, the projection
+    term plus the pairwise one over the frame's colours, on every frame SAM 2 scored; the step trains SAM 2."""
+    from finetune import losses
+
+    masks, (y0, x0) = _moving_square(tmp_path / "video", 0)
+    boxes = np.zeros_like(masks)
+    for t in range(FRAMES):  # a loose box around the square, as an annotator draws it
+        boxes[t, max(0, y0 - 3):y0 + SQUARE + 3, max(0, x0 + 5 * t - 3):x0 + 5 * t + SQUARE + 3] = True
+    sample = TrainSample("mem", str(tmp_path / "video"), [0, 1, 2, 3],
+                         "[1] <|ref|> Please localize the relevant objects with IDs.", "[1] <|seg|>",
+                         prompts=[BoxPrompt(x0 - 3.0, y0 - 3.0, x0 + SQUARE + 3.0, y0 + SQUARE + 3.0, 0)],
+                         target_masks=boxes[None], task_id=0, box_supervised=True)
+    calls = []
+    pairwise = losses.box_pairwise_loss
+    monkeypatch.setattr(losses, "box_pairwise_loss", lambda *a: calls.append(a[2].shape) or pairwise(*a))
+    trainer = Trainer.from_recipe(dataclasses.replace(load_recipe("tiny"), max_steps=1), checkpoint=tiny_checkpoint,
+                                  device="cpu")
+    decoder = {n: p.detach().clone() for n, p in trainer.model.named_parameters()
+               if n.startswith("sam2.sam_mask_decoder.")}
+    result = trainer.train([sample])
+    assert result.steps == 1 and math.isfinite(result.losses[0]) and not result.skipped
+    assert len(calls) == FRAMES and len(set(calls)) == 1 and calls[0][0] == 8  # one affinity per scored frame
+    params = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(params[n], p) for n, p in decoder.items())
+
+
 def test_full_model_modules_naming_a_module_the_model_lacks_is_refused(tiny_checkpoint):
     recipe = dataclasses.replace(load_recipe("tiny"), full_model=True, full_model_modules=["model", "llm"])
     with pytest.raises(RecipeError, match=r"full_model_modules names \['llm'\].*top-level modules are"):

@@ -120,3 +120,69 @@ def test_total_loss_adds_mean_seg_core_over_samples_with_masks_only():
     b = SegLoss(torch.tensor(6.0), *[torch.tensor(0.0)] * 4, num_frames=2)
     assert total_loss(lm, [a, None, b]).item() == pytest.approx(2.0 + (2.0 + 3.0) / 2)
     assert total_loss(lm, [None]).item() == 2.0
+
+
+def _cross_scene(size: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A red cross on grey, as SAM 2 input [1, 3, S, S] (ImageNet-normalised), its mask and its filled box [S, S]."""
+    from unipixel_model.processor import sam2_transform
+
+    cross = torch.zeros(size, size, dtype=torch.bool)
+    cross[24:40, 8:56] = True
+    cross[8:56, 24:40] = True
+    box = torch.zeros(size, size, dtype=torch.bool)
+    box[8:56, 8:56] = True
+    image = torch.full((1, size, size, 3), 128, dtype=torch.uint8)
+    image[0][cross] = torch.tensor([220, 30, 30], dtype=torch.uint8)
+    return sam2_transform(image.numpy(), size), cross, box
+
+
+def test_colour_affinity_is_high_within_a_colour_and_low_across_its_edge():
+    from finetune.affinity import STRIDE, colour_affinity
+    from finetune.losses import PAIRWISE_TAU
+
+    frames, cross, _ = _cross_scene()
+    affinity = colour_affinity(frames)
+    assert affinity.shape == (1, 8, 64 // STRIDE, 64 // STRIDE)
+    assert affinity[0, :, 3, 3].min() > 0.99  # cell (3, 3): the grey corner of the box, its neighbours grey too
+    assert affinity[0, 4, 7, 4] > 0.99  # cell (7, 4) is red (y 28-31, x 16-19), and its right neighbour (7, 6) too
+    edge = affinity[0, :, 5, 3]  # cell (5, 3): grey just above the cross's left arm; its neighbours below are red
+    assert edge.min() < PAIRWISE_TAU and edge.max() > 0.99
+    assert (affinity[0, :, 0, 0] == 0).sum() == 5  # the border: neighbours outside the image
+
+
+def test_box_pairwise_loss_prefers_the_object_to_its_filled_box():
+    """Both masks have the box's projections, so the projection term cannot tell them apart; the pairwise term
+    scores the mask that follows the cross lower than the one that fills its box."""
+    from finetune.affinity import colour_affinity
+    from finetune.losses import box_pairwise_loss, box_projection_loss
+
+    frames, cross, box = _cross_scene()
+    affinity = colour_affinity(frames)[0]
+    follows = torch.where(cross, 8.0, -8.0)[None, None]
+    fills = torch.where(box, 8.0, -8.0)[None, None]
+    boxes = box.float()[None, None]
+    assert box_projection_loss(follows, boxes, 1).item() == pytest.approx(box_projection_loss(fills, boxes, 1).item(),
+                                                                          abs=1e-3)
+    good, bad = box_pairwise_loss(follows, boxes, affinity, 1), box_pairwise_loss(fills, boxes, affinity, 1)
+    assert good.shape == (1, 1) and good.item() < 0.01 and bad.item() > 0.05
+    assert box_pairwise_loss(fills, boxes, affinity, 2).item() == pytest.approx(bad.item() / 2)
+    follows.requires_grad_(True)
+    box_pairwise_loss(follows * 0, boxes, affinity, 1).sum().backward()  # differentiable in the logits
+    assert follows.grad is not None
+
+
+def test_frame_losses_add_the_pairwise_term_to_dice_for_box_supervised_targets():
+    from finetune.affinity import colour_affinity
+    from finetune.losses import box_pairwise_loss, box_projection_loss
+
+    frames, cross, box = _cross_scene()
+    affinity = colour_affinity(frames)[0]
+    logits = torch.where(box, 8.0, -8.0)[None, None]
+    scores = torch.full((1, 1), BIG)
+    plain = frame_seg_losses(logits, box[None], torch.ones(1, 1), scores, 1, box_supervised=True)
+    paired = frame_seg_losses(logits, box[None], torch.ones(1, 1), scores, 1, box_supervised=True, affinity=affinity)
+    boxes = box.float()[None, None]
+    assert plain["dice"].item() == pytest.approx(box_projection_loss(logits, boxes, 1).item())
+    assert paired["dice"].item() == pytest.approx(plain["dice"].item()
+                                                  + box_pairwise_loss(logits, boxes, affinity, 1).item())
+    assert paired["mask"].item() == 0 and paired["iou"].item() == 0
