@@ -297,9 +297,11 @@ class Trainer:
             with nullcontext() if sync else self.module.no_sync():
                 out = self.module(batch)
                 loss = out["total"] / grad_accum
-                # no graph: the sample trains nothing here (a prompt sample with the LLM left alone and no mask loss,
-                # as a mask prompt on a still). Under DDP the other ranks then wait for this one; such samples are rare
-                if loss.requires_grad:
+                if not loss.requires_grad and self.dist.world_size > 1:
+                    # no graph: the sample trains nothing (a prompt sample with the LLM left alone and no mask loss, as
+                    # a mask prompt on a still); every DDP rank must still run a backward, so a zero one
+                    loss = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+                if loss.requires_grad:  # a single process just skips such a sample's backward
                     loss.backward()
             parts.append({k: float(v.detach()) for k, v in out.items()})
         return parts

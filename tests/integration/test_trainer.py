@@ -218,6 +218,13 @@ def test_prompt_samples_can_leave_the_llm_alone(tiny_checkpoint, tmp_path):
     assert all(math.isfinite(v) and v > 0 for v in result.lm_losses)
     trainer.train([s for s in samples if s.kind == "seg"])
     assert any("lora_" in n and not torch.equal(params[n], p) for n, p in before.items())
+    # a mask prompt on its only frame has no mask loss: with the LLM left alone the sample trains nothing, and the
+    # step goes on without a backward (it raised "element 0 of tensors does not require grad")
+    masks, (y0, x0) = _moving_square(tmp_path / "still", 7)
+    still = TrainSample("mem", str(tmp_path / "still"), [0], "[1] <|ref|> Please localize the relevant objects with IDs.",
+                        "[1] <|seg|>", prompts=[BoxPrompt(x0, y0, x0 + SQUARE, y0 + SQUARE, 0)],
+                        target_masks=masks[None, :1], task_id=9, sam_condition="mask")
+    assert trainer.train([still]).steps == 3
 
 
 def test_a_box_only_track_trains_through_the_projection_and_pairwise_terms(tiny_checkpoint, tmp_path, monkeypatch):
