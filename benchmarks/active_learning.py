@@ -42,8 +42,9 @@ TRAIN_SEED = 5_000_000  # far from the toy model's training seeds and from the e
 
 
 def recipe(args, work: Path) -> Path:
-    """The worker's recipe: ``finetune/configs/toy_active.yaml`` on ``args.base`` (its held-out check included)."""
-    values = yaml.safe_load((REPO / "finetune/configs/toy_active.yaml").read_text())
+    """The worker's recipe: ``args.recipe`` (``finetune/configs/toy_active.yaml``) on ``args.base`` (its held-out
+    check included)."""
+    values = yaml.safe_load(Path(args.recipe).read_text())
     values.update(base_model=str(args.base), max_steps=args.steps)
     path = work / "toy_active.yaml"
     path.write_text(yaml.safe_dump(values))
@@ -105,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=150, help="fine-tune steps per project")
     parser.add_argument("--clips", type=int, default=12, help="held-out clips scored before and after")
     parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--recipe", default=str(REPO / "finetune/configs/toy_active.yaml"),
+                        help="the fine-tune recipe YAML (its base_model and max_steps are replaced)")
     args = parser.parse_args(argv)
     from tests.e2e.conftest import BackendServer
     from tests.services import LabelStudioServer, RedisServer
