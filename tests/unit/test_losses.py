@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from finetune.losses import (
     SegLoss,
@@ -186,3 +188,41 @@ def test_frame_losses_add_the_pairwise_term_to_dice_for_box_supervised_targets()
     assert paired["dice"].item() == pytest.approx(plain["dice"].item()
                                                   + box_pairwise_loss(logits, boxes, affinity, 1).item())
     assert paired["mask"].item() == 0 and paired["iou"].item() == 0
+
+
+def _scene_from(seed: int, size: int = 96) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random colour blocks as SAM 2 input [1, 3, S, S], random logits [1, 1, S, S] and a random box [1, 1, S, S]."""
+    from unipixel_model.processor import sam2_transform
+
+    g = torch.Generator().manual_seed(seed)
+    blocks = torch.randint(0, 256, (1, 4, 4, 3), generator=g, dtype=torch.uint8)
+    image = blocks.repeat_interleave(size // 4, 1).repeat_interleave(size // 4, 2)
+    logits = (torch.rand(1, 1, size, size, generator=g) - 0.5) * 100
+    x1, y1 = (int(v) for v in torch.randint(0, size // 2, (2,), generator=g))
+    x2, y2 = (v + int(torch.randint(4, size // 4, (1,), generator=g)) for v in (x1, y1))
+    box = torch.zeros(1, 1, size, size)
+    box[..., y1:y2, x1:x2] = 1
+    return sam2_transform(image.numpy(), size), logits, box
+
+
+@given(st.integers(0, 2**31 - 1))
+@settings(max_examples=40, deadline=None)
+def test_box_pairwise_loss_is_finite_non_negative_and_blind_outside_the_box(seed):
+    """Any image, logits in ±50 and box: the affinity stays in [0, 1], the loss is finite and >= 0, and logits outside
+    the box (beyond the neighbours of its cells) do not change it."""
+    from finetune.affinity import STRIDE, colour_affinity
+    from finetune.losses import box_pairwise_loss
+
+    frames, logits, box = _scene_from(seed)
+    affinity = colour_affinity(frames)[0]
+    assert 0 <= affinity.min() and affinity.max() <= 1
+    loss = box_pairwise_loss(logits, box, affinity, 1)
+    assert torch.isfinite(loss).all() and (loss >= 0).all()
+    cells = torch.nn.functional.max_pool2d(box, STRIDE)  # the box's cells, grown by their neighbours' reach
+    reach = torch.nn.functional.max_pool2d(cells, 5, stride=1, padding=2)
+    far = reach.repeat_interleave(STRIDE, -1).repeat_interleave(STRIDE, -2) == 0
+    assert far.any()
+    changed = torch.where(far, torch.rand(logits.shape, generator=torch.Generator().manual_seed(seed + 1)) * 100 - 50,
+                          logits)
+    assert box_pairwise_loss(changed, box, affinity, 1).item() == pytest.approx(loss.item(), rel=1e-5, abs=1e-6)
+    assert box_pairwise_loss(torch.full_like(logits, 40.0), box, affinity, 1).item() < 1e-6  # one label: no cost
