@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from backend.converters.annotation import MediaShape
@@ -44,7 +44,7 @@ def run_training(spec: dict) -> dict:
     return execute_recorded(FinetuneSettings.from_env(), spec, _Reporter(job))
 
 
-def execute_recorded(settings: FinetuneSettings, spec: dict, report=None) -> dict:
+def execute_recorded(settings: FinetuneSettings, spec: dict, report: Callable[..., None] | None = None) -> dict:
     """:meth:`FinetuneRun.execute`, and when the run breaks (a bad recipe, the base model gone, Label Studio
     unreachable, a crash in training), its outcome ``failed`` with the reason is recorded where the annotator and the
     operator look (``/versions`` ``last_runs``, the job's meta, the log) before the error goes on to fail the job."""
@@ -201,7 +201,8 @@ def _log_progress(**meta) -> None:
     logger.info("fine-tune progress: %s", meta)
 
 
-def record_outcome(settings: FinetuneSettings, spec: dict, outcome: dict, report=None) -> dict:
+def record_outcome(settings: FinetuneSettings, spec: dict, outcome: dict,
+                   report: Callable[..., None] | None = None) -> dict:
     """Log a run's ``outcome`` ({"status", "reason"?, ...}), put it in the job's meta (``report``) and keep it as
     the project's last run in ``MODEL_DIR`` (``GET /versions`` shows it). Returns ``outcome``."""
     from backend.versions import VersionStore
@@ -236,8 +237,9 @@ def publish_refusal(before: dict, after: dict, min_improvement: float) -> str | 
         media = now["media"]
         return (f"after training the model answers a segmentation question with a mask on "
                 f"{round(now['share'] * media)} of {media} held-out media, against {round(was['share'] * media)} "
-                "before: publishing it would break text queries, so the served version stays (fewer training steps may "
-                "avoid it)")
+                "before: publishing it would break text queries, so the served version stays (set "
+                "train_llm_on_prompts: false in the recipe, so that clicks, boxes and masks leave the LLM alone, or "
+                "train fewer steps)")
     return None
 
 

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 class WorkerStopped(SystemExit):
-    """A SIGTERM/SIGINT stop of an idle worker, raised from the signal handler (exit status 0).
+    """A SIGTERM/SIGINT stop of a worker with no job running, raised from the signal handler (exit status 0).
 
     A ``SystemExit`` because the handler runs wherever the main thread is, often inside a log call (RQ logs every
     Redis reconnect attempt): logging catches any ``Exception`` a handler raises, RQ's ``StopRequested`` included, and
@@ -65,7 +65,6 @@ class TrainingWorker(Worker):
 def run_worker(settings: FinetuneSettings, burst: bool = False) -> int:
     """Serve ``settings.train_queue`` on ``settings.redis_url`` (with RQ's scheduler for periodic runs)."""
     from redis import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
     from rq import Queue
     from rq.serializers import JSONSerializer
 

@@ -27,6 +27,7 @@ def test_a_run_that_stops_the_model_answering_text_queries_with_a_mask_is_not_pu
     assert reason is not None
     assert "answers a segmentation question with a mask on 0 of 2 held-out media, against 2 before" in reason
     assert "text queries" in reason
+    assert "train_llm_on_prompts: false" in reason  # what to change: the recipe key that prevents it
 
 
 def test_a_better_run_that_keeps_answering_text_queries_is_published():
