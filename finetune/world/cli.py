@@ -60,6 +60,8 @@ def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> No
     parser.add_argument("--touching", action="store_true",
                         help="every new object repeats an earlier one's colour or shape, and one of the same colour "
                              "touches it (two blobs that read as one)")
+    parser.add_argument("--striped", action="store_true",
+                        help="every object has stripes of a second colour (a kind of object the toy never trained on)")
 
 
 # Named motion sets for evaluation (the default mixes them all): what each means, and the WorldConfig fields it sets.
@@ -92,6 +94,8 @@ def world_config(args: argparse.Namespace) -> WorldConfig:
         options.update(MOTIONS[args.motion][1])
     if args.touching:
         options.update(p_distractor=1.0, p_touch=1.0)
+    if args.striped:
+        options["p_striped"] = 1.0
     return WorldConfig(**options)
 
 

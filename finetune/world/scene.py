@@ -8,7 +8,8 @@ What varies per clip (all from :class:`WorldConfig`): the resolution and aspect 
 (plain, textured or noisy), 1-4 objects with distractors of the same colour or shape, sizes of 5-40 %
 of the frame's shorter side, and paths that bounce, turn, enter or leave the frame and cross each other
 (so objects occlude one another). On request (``p_touch``, off by default) a same-colour distractor is kept
-touching the object it repeats.
+touching the object it repeats, and (``p_striped``, off by default) objects are drawn with stripes of a second
+colour: a kind of object the toy model never trains on, whose pieces no colour joins.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class WorldConfig:
         p_touch: chance that a distractor of the same colour is placed against the object it repeats and moves
             with it: two blobs of one colour that read as one (what a negative click must split). 0 draws
             nothing, so the default world is drawn as before.
+        p_striped: chance that an object is striped: stripes of another world colour, a quarter of the object wide,
+            across it (the active-learning check's new kind of object). 0 draws nothing, so the default world is drawn
+            as before.
         p_enter / p_leave: chance that an object enters or leaves the frame during the clip.
         p_turn: chance that an object changes direction once during the clip.
         fps: frame rate written to videos.
@@ -63,6 +67,7 @@ class WorldConfig:
     speed_range: tuple[float, float] = (0.004, 0.025)
     p_distractor: float = 0.5
     p_touch: float = 0.0
+    p_striped: float = 0.0
     p_enter: float = 0.2
     p_leave: float = 0.2
     p_turn: float = 0.3
@@ -77,8 +82,9 @@ class WorldConfig:
                              f"{self.objects}")
         if not 0 < self.size_range[0] <= self.size_range[1] <= 1:
             raise ValueError(f"size_range must be fractions 0 < lo <= hi <= 1, got {self.size_range}")
-        if not 0 <= self.p_touch <= 1:
-            raise ValueError(f"p_touch is a probability in [0, 1], got {self.p_touch}")
+        for name in ("p_touch", "p_striped"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if any(w % 2 or h % 2 for w, h in self.resolutions_wh):
             raise ValueError(f"resolutions must be even (H.264 needs it), got {self.resolutions_wh}")
 
@@ -94,6 +100,7 @@ class ObjectInfo:
         centres_px: float [T, 2] (x, y) centre per frame, pixels (may lie outside the frame).
         angles_deg: float [T] rotation per frame.
         depth: drawing order; higher is nearer (occludes lower).
+        stripe_rgb: the colour of its stripes, or None (one colour; :data:`WorldConfig.p_striped`).
     """
 
     shape: str
@@ -103,6 +110,7 @@ class ObjectInfo:
     centres_px: np.ndarray
     angles_deg: np.ndarray
     depth: int
+    stripe_rgb: tuple[int, int, int] | None = None
 
     @property
     def category(self) -> str:
@@ -181,7 +189,11 @@ def _objects(rng: np.random.Generator, config: WorldConfig, count: int, width: i
         touch = other is not None and other.colour == colour and config.p_touch  # p_touch 0 draws nothing
         if touch and rng.random() < config.p_touch:
             centres = _against(other, shape, size, angles, float(rng.uniform(0, 2 * math.pi)))
-        out.append(ObjectInfo(shape, colour, rgb, size, centres, angles, int(depths[n])))
+        stripes = None
+        if config.p_striped and rng.random() < config.p_striped:  # p_striped 0 draws nothing
+            others = [c for c in COLOURS if c != colour]
+            stripes = COLOURS[others[int(rng.integers(len(others)))]]
+        out.append(ObjectInfo(shape, colour, rgb, size, centres, angles, int(depths[n]), stripes))
     return out
 
 
@@ -291,6 +303,8 @@ def _frame(rng: np.random.Generator, base: np.ndarray, kind: str, objects: list[
     for n in sorted(range(len(objects)), key=lambda i: objects[i].depth):
         shape_mask = shape_mask_px(objects[n], t, height, width)
         image[shape_mask] = objects[n].rgb
+        if objects[n].stripe_rgb is not None:
+            image[shape_mask & _stripes_px(objects[n], t, height, width)] = objects[n].stripe_rgb
         visible[:, shape_mask] = False  # nearer objects hide what is behind them
         visible[n] = shape_mask
     return np.clip(image, 0, 255).astype(np.uint8)
@@ -308,6 +322,14 @@ def shape_mask_px(obj: ObjectInfo, t: int, height: int, width: int) -> np.ndarra
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
     mask[y0:y1, x0:x1] = _inside(obj.shape, *_object_frame(xx, yy, cx, cy, obj.angles_deg[t]), obj.size_px / 2)
     return mask
+
+
+def _stripes_px(obj: ObjectInfo, t: int, height: int, width: int) -> np.ndarray:
+    """bool [H, W]: every other band, a quarter of the object's size wide, across its own v axis (they turn and move
+    with it)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    u, _ = _object_frame(xx, yy, *obj.centres_px[t], obj.angles_deg[t])
+    return np.floor(u / max(2.0, obj.size_px / 4)) % 2 == 1
 
 
 def _object_frame(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float,

@@ -729,7 +729,7 @@ def test_evaluate_motion_sets_give_clips_of_that_motion(motion):
     from finetune.world.cli import world_config
 
     args = argparse.Namespace(frames=24, shapes=None, colours=None, resolution=None, objects="1,1", motion=motion,
-                              touching=False)
+                              touching=False, striped=False)
     config = world_config(args)
     clips = [make_clip(seed, config) for seed in range(930000, 930006)]
     edge = 0 if motion == "entering" else -1
@@ -746,7 +746,7 @@ def test_evaluate_touching_set_puts_same_colour_twins_against_each_other():
     from finetune.world.cli import world_config
 
     args = argparse.Namespace(frames=1, shapes=None, colours=None, resolution=None, objects="2,2", motion=None,
-                              touching=True)
+                              touching=True, striped=False)
     config = world_config(args)
     assert (config.p_distractor, config.p_touch) == (1.0, 1.0)
     touching = 0
@@ -888,3 +888,29 @@ def test_touching_twins_share_a_colour_and_a_border_on_every_frame():
     assert touching >= 10, touching
     with pytest.raises(ValueError, match="p_touch"):
         WorldConfig(p_touch=1.5)
+
+
+def test_striped_objects_show_their_colour_and_another_and_their_masks_cover_both():
+    """``p_striped`` (``--striped``): every object is drawn in its colour with stripes of another world colour, and
+    its mask is the whole object, both colours: the active-learning check's new kind of object."""
+    import argparse
+
+    from finetune.world.cli import world_config
+
+    args = argparse.Namespace(frames=4, shapes=None, colours=None, resolution="320x240", objects="1,3", motion=None,
+                              touching=False, striped=True)
+    config = world_config(args)
+    assert config.p_striped == 1.0
+    for seed in range(930000, 930010):
+        clip = make_clip(seed, config)
+        for n, info in enumerate(clip.objects):
+            assert info.stripe_rgb in COLOURS.values() and info.stripe_rgb != COLOURS[info.colour], info
+            pixels = {tuple(p) for p in clip.frames[clip.masks[n]].reshape(-1, 3).tolist()}
+            assert pixels <= {info.rgb, info.stripe_rgb}, (seed, n, pixels)
+            if clip.masks[n].sum() >= 400:  # big enough to show a stripe of each colour
+                assert pixels == {info.rgb, info.stripe_rgb}, (seed, n)
+    args.striped = False
+    assert world_config(args).p_striped == 0.0
+    assert all(o.stripe_rgb is None for o in make_clip(930000, world_config(args)).objects)
+    with pytest.raises(ValueError, match="p_striped"):
+        WorldConfig(p_striped=-0.1)
