@@ -8,9 +8,14 @@ project gets synthetic clips of the new shape, annotated as Label Studio stores 
 tasks and publishes, and the published version is scored on held-out clips of the new shape next to the base:
 
     python -m benchmarks.active_learning --out /tmp/al          # base: the shipped toy; new shape: cross
+    python -m benchmarks.active_learning --out /tmp/al --striped   # new kind: striped objects of every shape
 
 The shipped toy was trained without crosses (``finetune.world.scene.SHAPES``), so it is the base as it is; another
 base and shape work too (``python -m finetune toy --shapes circle,square,ring,bar`` trains one without triangles).
+The toy never saw striped objects either (``WorldConfig.p_striped``): with ``--striped`` they are the new category, in
+every trained shape. Crosses are one colour, so the base already segments them about as well as the shapes it
+knows and a fine-tune has little to teach; stripes of two colours it joins less well, and a fine-tune on 16
+annotated stills lifts them (README: Fine-tuning, 2026-12-06).
 It prints one table (J&F on the new shape per prompt kind, before and after, per config) and writes ``report.json``.
 It is a script, not a test: a run takes 5-10 minutes on 2 CPU cores (README: Fine-tuning, for the numbers).
 """
@@ -35,7 +40,7 @@ from backend.label_config import parse_label_config  # noqa: E402
 from finetune.world import writers  # noqa: E402
 from finetune.world.evaluate import EVAL_SEED_START  # noqa: E402
 from finetune.world.ls_annotations import annotation_result, task_data  # noqa: E402
-from finetune.world.scene import WorldConfig, make_clip  # noqa: E402
+from finetune.world.scene import SHAPES, WorldConfig, make_clip  # noqa: E402
 
 CONFIGS = {"video_masks": 12, "image_segmentation": 1, "referring_expressions": 1, "video_tracking": 12}
 TRAIN_SEED = 5_000_000  # far from the toy model's training seeds and from the evaluation seeds
@@ -51,14 +56,27 @@ def recipe(args, work: Path) -> Path:
     return path
 
 
+def new_category(args, num_frames: int, objects: tuple[int, int], **options) -> WorldConfig:
+    """The world of the new category: clips of ``args.shape`` only, or (``args.striped``) striped objects of every
+    shape the toy trained on."""
+    if args.striped:
+        return WorldConfig(num_frames=num_frames, shapes=SHAPES, p_striped=1.0, objects=objects, **options)
+    return WorldConfig(num_frames=num_frames, shapes=(args.shape,), objects=objects, **options)
+
+
+def category_name(args) -> str:
+    return "striped" if args.striped else args.shape
+
+
 def make_project(ls, backend_url: str, name: str, args, folder: Path) -> tuple[int, int]:
     """A project of ``name`` with ``args.tasks`` annotated clips of the new shape; returns (project, ML backend)."""
     xml = (REPO / "label_config" / f"{name}.xml").read_text().replace('framerate="25"', 'framerate="10"')
     spec = parse_label_config(xml)
-    project = ls.request("POST", "/api/projects/", {"title": f"learn {args.shape}: {name}", "label_config": xml})["id"]
+    title = f"learn {category_name(args)}: {name}"
+    project = ls.request("POST", "/api/projects/", {"title": title, "label_config": xml})["id"]
     (folder / name).mkdir(parents=True, exist_ok=True)
     ls.add_local_storage(project, folder / name)
-    world = WorldConfig(num_frames=CONFIGS[name], shapes=(args.shape,), objects=(1, 2), fps=10.0)
+    world = new_category(args, CONFIGS[name], (1, 2), fps=10.0)
     # seeded by the config, not by the project id Label Studio hands out: --configs video_tracking alone draws the same
     # clips and annotations as in a run of all four (whose projects are 1-4 in CONFIGS order)
     stream = 1 + list(CONFIGS).index(name)
@@ -81,8 +99,9 @@ def make_project(ls, backend_url: str, name: str, args, folder: Path) -> tuple[i
     return project, ml
 
 
-def evaluate(base: str | Path, adapter: Path | None, shape: str, clips: int) -> dict:
-    """J&F on held-out clips of ``shape`` (12 frames), per prompt kind, over all frames and on the prompt frame."""
+def evaluate(base: str | Path, adapter: Path | None, world: WorldConfig, clips: int) -> dict:
+    """J&F on held-out clips of the new category (``world``, 12 frames), per prompt kind, over all frames and on the
+    prompt frame."""
     from finetune.world.evaluate import evaluate_world
     from unipixel_model.loading import from_pretrained, load_adapter, resolve_checkpoint
     from unipixel_model.tokenization import load_tokenizer
@@ -90,8 +109,7 @@ def evaluate(base: str | Path, adapter: Path | None, shape: str, clips: int) -> 
     model, tokenizer = from_pretrained(base), load_tokenizer(resolve_checkpoint(str(base)))
     if adapter is not None:
         load_adapter(model, adapter)
-    seeds, world = range(EVAL_SEED_START + 50_000, EVAL_SEED_START + 50_000 + clips), \
-        WorldConfig(num_frames=12, shapes=(shape,), objects=(1, 3))
+    seeds = range(EVAL_SEED_START + 50_000, EVAL_SEED_START + 50_000 + clips)
     report = evaluate_world(model, tokenizer, seeds, world, describe_objects=False)
     scores = {kind: {"all": report.mean(kind, "all"), "prompt": report.mean(kind, "prompt")}
               for kind in ("click", "box", "mask", "text")}
@@ -129,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="toy", help="'toy' (never saw a cross) or a toy checkpoint trained "
                                                      "without --shape")
-    parser.add_argument("--shape", default="cross")
+    parser.add_argument("--shape", default="cross", help="the new category: a shape the base never saw")
+    parser.add_argument("--striped", action="store_true", help="the new category is striped objects of every "
+                                                                "trained shape instead (--shape is not used)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--tasks", type=int, default=8, help="annotated tasks per config")
     parser.add_argument("--steps", type=int, default=150, help="fine-tune steps per project")
@@ -151,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                UNIPIXEL_MEDIA_CACHE_DIR=str(args.out / "media"), UNIPIXEL_TRAIN_RECIPE=str(recipe(args, args.out)),
                UNIPIXEL_TRAIN_QUEUE="active-learning", LOG_LEVEL="INFO")
     backend = BackendServer(env, args.out / "backend.log").wait()
-    report: dict = {"base": str(args.base), "shape": args.shape, "before": evaluate(args.base, None, args.shape,
-                                                                                     args.clips), "configs": {}}
+    held_out = new_category(args, 12, (1, 3))
+    report: dict = {"base": str(args.base), "category": category_name(args),
+                    "before": evaluate(args.base, None, held_out, args.clips), "configs": {}}
     try:
         for name in args.configs.split(","):
             project, ml = make_project(ls, backend.url, name, args, args.out / "files")
@@ -164,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             run = json.loads((args.out / "models" / "runs" / f"{project}.json").read_text())
             entry = {"project": project, "run": run, "seconds": round(time.time() - started)}
             if run.get("version"):
-                entry["after"] = evaluate(args.base, args.out / "models" / run["version"] / "adapter", args.shape,
+                entry["after"] = evaluate(args.base, args.out / "models" / run["version"] / "adapter", held_out,
                                           args.clips)
                 entry["label_studio_shows"] = ls.request("GET", f"/api/ml/{ml}").get("model_version")
             report["configs"][name] = entry
