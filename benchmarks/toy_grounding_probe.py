@@ -52,7 +52,7 @@ from finetune.world.evaluate import EVAL_SEED_START, TRAIN_SEED_START  # noqa: E
 from finetune.world.expressions import expressions  # noqa: E402
 from finetune.world.samples import SampleMix, clip_samples  # noqa: E402
 from finetune.world.scene import COLOURS, WorldConfig, make_clip  # noqa: E402
-from finetune.world.toy import _rendered  # noqa: E402
+from finetune.world.toy import rendered  # noqa: E402
 from unipixel_model.loading import from_pretrained, resolve_checkpoint  # noqa: E402
 from unipixel_model.tokenization import load_tokenizer  # noqa: E402
 
@@ -76,7 +76,7 @@ def world_queries(first_seed: int, stills: int, videos: int, seed: int, work: Pa
         for clip_seed in range(first, first + count):
             clip = make_clip(clip_seed, WorldConfig(num_frames=num_frames))
             texts = {e.text: e for e in expressions(clip)}
-            for sample in clip_samples(clip, _rendered(clip, work), rng, mix):
+            for sample in clip_samples(clip, rendered(clip, work), rng, mix):
                 text = re.search(r"segment (.*) in this", sample.question).group(1)
                 expr = texts[text]
                 frame = sample.frame_idx[int(sample.target_masks[0].reshape(len(sample.frame_idx), -1).sum(1).argmax())]

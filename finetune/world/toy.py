@@ -101,11 +101,11 @@ def render_phase(phase: ToyPhase, work: Path, shapes: tuple[str, ...] | None = N
         config = WorldConfig(num_frames=num_frames, **({"shapes": shapes} if shapes else {}))
         for seed in range(first, first + count):
             clip = make_clip(seed, config)
-            samples += clip_samples(clip, _rendered(clip, work), rng, phase.mix)
+            samples += clip_samples(clip, rendered(clip, work), rng, phase.mix)
     return samples
 
 
-def _rendered(clip, work: Path) -> Path:
+def rendered(clip, work: Path) -> Path:
     """The clip's frames under ``work`` (a PNG for a still, a frame folder for a video), written once."""
     if clip.num_frames == 1:
         media = work / "stills" / f"{clip.seed}.png"
