@@ -47,8 +47,9 @@ class UniPixelBackend:
         self.model_version = self.engine.model_version()
 
     # ---- predict ---------------------------------------------------------------------------
-    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict]:
-        """One prediction per task, in order. With ``context`` (interactive), exactly one task."""
+    def predict(self, tasks: list[dict], context: dict | None = None, **kwargs) -> list[dict | list]:
+        """One entry per task, in order: a prediction, or (batch calls) ``[]`` for a task with nothing to predict.
+        With ``context`` (interactive), exactly one task and one prediction."""
         if not isinstance(tasks, list) or not tasks:
             raise BadRequest("'tasks' must be a non-empty list of Label Studio tasks")
         spec = parse_label_config(self.label_config)
@@ -95,16 +96,19 @@ class UniPixelBackend:
         with ts.lock:
             keep_descriptions(ts, context_to_prompts(context, ts.shape, controls).descriptions)
 
-    def _batch(self, tasks: list[dict], spec: LabelSpec) -> list[dict]:
+    def _batch(self, tasks: list[dict], spec: LabelSpec) -> list[dict | list]:
         """Text queries from the task data (``UNIPIXEL_TEXT_FIELD``); tasks past the budget finish
-        in the background and are posted to Label Studio as predictions."""
+        in the background and are posted to Label Studio as predictions.
+
+        A task without a query gets ``[]``, no prediction at all: Label Studio asks for one every time a task is
+        opened, and stored an empty one, which the editor shows as a "<model> 0.00%" tab beside the annotation."""
         deadline = time.monotonic() + self.settings.batch_budget_s
         out, errors = [], []
         for task in tasks:
             task_id_of(task)
             text = task["data"].get(self.settings.text_field)
             if not isinstance(text, str) or not text.strip():
-                out.append(prediction([], self.model_version))
+                out.append([])
             elif time.monotonic() > deadline and self.client is not None:
                 self.engine.submit(self._predict_and_post, task, spec, text)
                 out.append(prediction([], self.model_version))
@@ -115,7 +119,7 @@ class UniPixelBackend:
                     logger.warning("task %s: %s", task.get("id"), err)
                     errors.append(err)
                     out.append(prediction([], self.model_version))
-        if errors and len(errors) == sum(1 for r in out if not r["result"]) == len(tasks):
+        if errors and len(errors) == len(tasks):  # every task failed: say why rather than answer nothing
             raise errors[0]
         return out
 

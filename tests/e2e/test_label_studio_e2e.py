@@ -107,6 +107,32 @@ def test_e2e_video_masks_frames_batch_predictions_stored(label_studio, backend_s
     assert 4 in {r.get("item_index") for r in reply["data"]["result"]}
 
 
+def test_e2e_a_task_with_nothing_to_predict_gets_no_empty_prediction(label_studio, backend_server, clip):
+    """Opening a task makes Label Studio ask the backend for predictions (``MLBackend.predict_tasks``, as *Retrieve
+    Predictions* does). A task without a query has nothing to predict: it must not be stored an empty prediction,
+    which the editor shows as a "tiny@base 0.00%" tab next to the annotator's own; a task with one gets its masks."""
+    ls = label_studio
+    import av
+    from finetune.world import writers
+
+    with av.open(str(clip)) as source:
+        frame = next(source.decode(video=0)).to_ndarray(format="rgb24")
+    folder = ls.files_root / "nothing-to-predict"
+    folder.mkdir(exist_ok=True)
+    url = ls.local_files_url(writers.write_image(frame, folder / "still.png"))
+    project = _project(ls, "image_segmentation", "nothing to predict")
+    ls.add_local_storage(project, folder)
+    ls.request("POST", f"/api/projects/{project}/import", [{"data": {"image": url}},
+                                                           {"data": {"image": url, "query": "the animal"}}])
+    _connect(ls, project, backend_server)
+    ls.request("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+               {"selectedItems": {"all": True, "excluded": []}}, timeout_s=120)
+    plain, queried = sorted(_tasks(ls, project), key=lambda t: "query" in t["data"])
+    assert _predictions(ls, plain["id"]) == []
+    (stored,) = _predictions(ls, queried["id"])
+    assert stored["model_version"].startswith("tiny@") and stored["result"], stored
+
+
 def test_e2e_image_configs_and_fine_tune_loop(label_studio, backend_server, e2e_env, clip):
     ls = label_studio
     import av

@@ -147,10 +147,10 @@ def test_predict_video_text_query_in_batch_uses_task_field(make_client, media_ro
                                           "project": "3.1", "params": {"context": None}})
     assert reply.status_code == 200, reply.json
     results = reply.json["results"]
-    assert len(results) == 2 and results[1]["result"] == []
+    assert len(results) == 2 and results[1] == []  # no query: no prediction at all, Label Studio stores none
     boxes = [r for r in results[0]["result"] if r["type"] == "videorectangle"]
     assert boxes and all(k["frame"] >= 1 for k in boxes[0]["value"]["sequence"])
-    assert all(r["model_version"] == results[0]["model_version"] for r in results)
+    assert results[0]["model_version"] == reply.json["model_version"]
 
 
 def test_predict_text_prompt_then_question_about_object_1(make_client, media_root):
