@@ -147,9 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", default="toy", help="'toy' (never saw a cross) or a toy checkpoint trained "
                                                      "without --shape")
-    parser.add_argument("--shape", default="cross", help="the new category: a shape the base never saw")
-    parser.add_argument("--striped", action="store_true", help="the new category is striped objects of every "
-                                                                "trained shape instead (--shape is not used)")
+    category = parser.add_mutually_exclusive_group()
+    category.add_argument("--shape", default="cross", help="the new category: a shape the base never saw")
+    category.add_argument("--striped", action="store_true", help="the new category is striped objects of every "
+                                                                  "trained shape instead of a shape")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--tasks", type=int, default=8, help="annotated tasks per config")
     parser.add_argument("--steps", type=int, default=150, help="fine-tune steps per project")

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ from finetune.world.expressions import expressions  # noqa: E402
 from finetune.world.samples import SampleMix, clip_samples  # noqa: E402
 from finetune.world.scene import COLOURS, WorldConfig, make_clip  # noqa: E402
 from finetune.world.toy import rendered  # noqa: E402
+from unipixel_model import templates  # noqa: E402
 from unipixel_model.loading import from_pretrained, resolve_checkpoint  # noqa: E402
 from unipixel_model.tokenization import load_tokenizer  # noqa: E402
 
@@ -60,12 +61,16 @@ FEATURE_LEVEL = 1  # SAM 2's backbone_fpn level at stride 8 (16x16 cells at the 
 QUERIES = ("llm", "words", "colour")
 
 
+@dataclass(frozen=True)
 class Query:
-    """One text query of the world: its sample, the kind of expression, the named object's colour, and how many
-    objects its scored frame shows (for chance)."""
+    """One text query of the world: its sample, the kind of expression, the named object's colour, the query's words,
+    and how many objects the frame where the named object is largest shows (for chance)."""
 
-    def __init__(self, sample: TrainSample, kind: str, colour: str, words: list[str], visible: int) -> None:
-        self.sample, self.kind, self.colour, self.words, self.visible = sample, kind, colour, words, visible
+    sample: TrainSample
+    kind: str
+    colour: str
+    words: list[str]
+    visible: int
 
 
 def world_queries(first_seed: int, stills: int, videos: int, seed: int, work: Path) -> list[Query]:
@@ -75,13 +80,13 @@ def world_queries(first_seed: int, stills: int, videos: int, seed: int, work: Pa
     for num_frames, count, first in ((1, stills, first_seed), (16, videos, first_seed + 50_000)):
         for clip_seed in range(first, first + count):
             clip = make_clip(clip_seed, WorldConfig(num_frames=num_frames))
-            texts = {e.text: e for e in expressions(clip)}
+            asked = {templates.segmentation_question(e.text, num_frames == 1): e for e in expressions(clip)}
             for sample in clip_samples(clip, rendered(clip, work), rng, mix):
-                text = re.search(r"segment (.*) in this", sample.question).group(1)
-                expr = texts[text]
-                frame = sample.frame_idx[int(sample.target_masks[0].reshape(len(sample.frame_idx), -1).sum(1).argmax())]
+                expr = asked[sample.question]
+                areas = sample.target_masks[0].reshape(len(sample.frame_idx), -1).sum(1)
+                frame = sample.frame_idx[int(areas.argmax())]
                 visible = int((clip.masks[:, frame].reshape(len(clip.objects), -1).sum(1) >= 16).sum())
-                out.append(Query(sample, expr.kind, clip.objects[expr.obj].colour, text.split(), max(visible, 1)))
+                out.append(Query(sample, expr.kind, clip.objects[expr.obj].colour, expr.text.split(), max(visible, 1)))
     return out
 
 
@@ -128,8 +133,8 @@ class Probe:
         batch: TrainBatch = self.builder.build(query.sample)
         lm = torch.zeros(())
         if self.source == "llm":
-            last, pre_norm = self.objective._language(batch)
-            lm = self.objective._lm_loss(last, batch.labels)
+            last, pre_norm = self.objective.language(batch)
+            lm = self.objective.lm_loss(last, batch.labels)
             ids = batch.inputs.input_ids[0]
             vector = pre_norm[torch.nonzero(ids[1:] == self.model.config.seg_token_id).flatten()[0]]
         elif self.source == "words":
@@ -163,7 +168,11 @@ class Probe:
 
 
 def cell_loss(logits: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
-    """-log of the softmax mass (over a frame's cells) on the named object, averaged over frames that show it."""
+    """-log of the softmax mass (over a frame's cells) on the named object, averaged over frames that show it.
+
+    Args:
+        logits: [T, h, w] cell scores; share: [T, h, w] the named object's share of each cell, 0..1.
+    """
     shown = share.flatten(1).sum(1) > 0
     mass = (logits.flatten(1).softmax(1) * share.flatten(1)).sum(1).clamp_min(1e-6)
     return -mass.log()[shown].mean() if bool(shown.any()) else logits.sum() * 0

@@ -160,8 +160,8 @@ class UniPixelObjective(nn.Module):
         llm_frozen = batch.kind == "mem" and not self.train_llm_on_prompts
         with autocast:
             with torch.no_grad() if llm_frozen else contextlib.nullcontext():
-                last_hidden, pre_norm = self._language(batch)
-                lm = self._lm_loss(last_hidden, batch.labels)
+                last_hidden, pre_norm = self.language(batch)
+                lm = self.lm_loss(last_hidden, batch.labels)
             if batch.target_masks is not None:
                 outputs = self._masks(batch, pre_norm)
         seg: SegLoss | None = None
@@ -172,7 +172,7 @@ class UniPixelObjective(nn.Module):
             out.update(seg=seg.core / seg.num_frames, mask=seg.mask, dice=seg.dice, iou=seg.iou, cls=seg.cls)
         return out
 
-    def _language(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def language(self, batch: TrainBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced LLM pass. Returns (final hidden [L, D], pre-final-norm hidden [L, D])."""
         model = self.model
         embeds, _ = model.embed_inputs(batch.inputs)
@@ -186,7 +186,7 @@ class UniPixelObjective(nn.Module):
             handle.remove()
         return out.last_hidden_state[0], store["pre_norm"][0]
 
-    def _lm_loss(self, last_hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def lm_loss(self, last_hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the supervised next tokens; ``lm_head`` runs only where it is needed
         (the same mean as HF's loss, without a [L, vocab] logits tensor)."""
         positions = torch.nonzero(labels[1:] != IGNORE_INDEX).flatten()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from backend.converters.annotation import MediaShape
 from backend.label_config import parse_label_config
@@ -47,10 +46,8 @@ def _annotated_stills(directory: Path) -> list:
 
 def _score(trainer: Trainer) -> dict[str, float]:
     """Mean J&F over all frames of held-out striped clips, a click or a box on one frame tracked both ways."""
-    with torch.no_grad():
-        report = evaluate_world(trainer.model, trainer.tokenizer, HELD_OUT_SEEDS, HELD_OUT, kinds=("click", "box"),
-                                describe_objects=False)
-    trainer.model.train()
+    report = evaluate_world(trainer.model, trainer.tokenizer, HELD_OUT_SEEDS, HELD_OUT, kinds=("click", "box"),
+                            describe_objects=False)  # sessions run without gradients; train() sets train mode again
     return {kind: round(report.mean(kind, "all"), 3) for kind in ("click", "box")}
 
 
