@@ -50,6 +50,8 @@ class UniPixelConfig:
         llm_min_pixels / llm_max_pixels: per-frame pixel budget of the frames the LLM reads (the max
             scales by 16 / frames); the official 128 and 256 merged patches unless a checkpoint was
             trained with another (the ``toy`` model reads smaller frames).
+        toy_text_grounding: width of the toy's text-grounding head (:mod:`unipixel_model.toy_grounding`); 0, the
+            released models' value, builds none and is not written to ``config.json``.
         extra: every other field of the file, kept so that saving round-trips.
     """
 
@@ -66,6 +68,7 @@ class UniPixelConfig:
     sample_objects: int = 5
     llm_min_pixels: int = 128 * 28 * 28
     llm_max_pixels: int = 256 * 28 * 28
+    toy_text_grounding: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +84,8 @@ class UniPixelConfig:
             raise ValueError(f"sam2_image_size must be a positive multiple of 16, got {self.sam2_image_size}")
         if self.sam2_hidden_tokens < 1:
             raise ValueError(f"sam2_hidden_tokens must be >= 1, got {self.sam2_hidden_tokens}")
+        if self.toy_text_grounding < 0:
+            raise ValueError(f"toy_text_grounding must be >= 0 (0: no head), got {self.toy_text_grounding}")
         if not 28 * 28 <= self.llm_min_pixels <= self.llm_max_pixels:
             raise ValueError(f"need 784 <= llm_min_pixels <= llm_max_pixels, got {self.llm_min_pixels}, "
                              f"{self.llm_max_pixels}")
@@ -141,7 +146,7 @@ class UniPixelConfig:
         out["model_type"] = MODEL_TYPE
         out["architectures"] = ["PixelQwen2_5_VLForConditionalGeneration"]
         for name in self.__dataclass_fields__:
-            if name not in ("qwen", "extra"):
+            if name not in ("qwen", "extra") and (name != "toy_text_grounding" or self.toy_text_grounding):
                 out[name] = getattr(self, name)
         return out
 

@@ -28,6 +28,7 @@ from unipixel_model.errors import TokenCountError
 from unipixel_model.memory_bank import pool_mem_features
 from unipixel_model.prompt_encoder import PositionEmbedding1DRandom, RefPrompt, encode_ref_prompts
 from unipixel_model.sam2_adapter import build_sam2, resolve_sam2_yaml
+from unipixel_model.toy_grounding import TextGrounding
 
 VIDEO_TOKEN_TYPE = 2  # mm_token_type_ids value transformers 5 uses for video tokens
 
@@ -129,6 +130,9 @@ class UniPixelModel(nn.Module):
         self.tem_emb = nn.Embedding(1, sam_dim)
         self.tem_proj = nn.Linear(sam_dim, sam_dim * 3)
         self.msk_proj = nn.Sequential(nn.Linear(merger, merger), nn.GELU(), nn.Linear(merger, dim))
+        # toy models only (README: The toy model); released checkpoints have no such module
+        self.toy_grounding = TextGrounding(self.sam2.sam_mask_decoder.conv_s1.out_channels,
+                                           config.toy_text_grounding) if config.toy_text_grounding else None
 
     # ---- embeddings ----------------------------------------------------------------------
 

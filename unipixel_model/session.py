@@ -36,6 +36,7 @@ from unipixel_model.media import Frames, load_frames
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
 from unipixel_model.modeling import UniPixelInputs, UniPixelModel
 from unipixel_model.prompt_encoder import RefPrompt
+from unipixel_model.toy_grounding import stride8_features
 from unipixel_model.types import BoxPrompt, MaskPrompt, MaskTrack, PointPrompt, SegmentationResult, VisualPrompt
 
 DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
@@ -110,17 +111,38 @@ class InferenceSession:
         """
         indices = llm_frame_indices(self.frames.num_frames, [])
         turn = self._llm(text, indices, [], None, forced_answer)
-        return SegmentationResult(turn.answer, self._seg_tracks(turn, indices, official))
+        return SegmentationResult(turn.answer, self._seg_tracks(turn, indices, official, text))
 
-    def _seg_tracks(self, turn: "LLMTurn", indices: tuple[int, ...], official: bool) -> list[MaskTrack]:
+    def _seg_tracks(self, turn: "LLMTurn", indices: tuple[int, ...], official: bool,
+                    query: str | None = None) -> list[MaskTrack]:
         tracks = []
-        for tok in self.model.seg_tokens(turn.seg_hidden):
+        tokens = self.model.seg_tokens(turn.seg_hidden)
+        # toy models only: the one <|seg|> of a text query is also clicked where its words point (toy_grounding.py)
+        grounded = self._grounded_click(query, indices) if query and len(tokens) == 1 and not official else None
+        for tok in tokens:
             if official:
                 tracks.append(self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,)))
+            elif grounded is not None:
+                frame, coords = grounded
+                labels = torch.ones(1, 1, dtype=torch.int32, device=coords.device)
+                prompt = ConditioningPrompt(frame, hidden=tok[None], point_coords=coords, point_labels=labels)
+                tracks.append(self._new_object([prompt], (FORWARD, BACKWARD)))
             else:
                 frame = self._likeliest_frame(tok[None], indices)
                 tracks.append(self._new_object([ConditioningPrompt(frame, hidden=tok[None])], (FORWARD, BACKWARD)))
         return tracks
+
+    def _grounded_click(self, text: str, indices: tuple[int, ...]) -> tuple[int, torch.Tensor] | None:
+        """The toy's text grounding (None without one): (the frame, its best cell's centre [1, 1, 2] in SAM 2 input
+        pixels) among the LLM's frames."""
+        grounding = self.model.toy_grounding
+        if grounding is None:
+            return None
+        features = stride8_features([self.features(i) for i in indices])
+        device = features.device
+        frames = processor.sam2_transform(self.frames.take(list(indices)), self.model.config.sam2_image_size)
+        point = grounding.point(text, features, frames.to(device))
+        return indices[point.frame], torch.tensor([[[point.x_px, point.y_px]]], device=device)
 
     def _likeliest_frame(self, hidden: torch.Tensor, candidates: tuple[int, ...]) -> int:
         """The frame among ``candidates`` where SAM 2, prompted by ``hidden`` [1, K, C] alone and
