@@ -27,6 +27,8 @@ Measured 2026-12-06 on the shipped toy, 2,000 steps (README: The toy model), sha
 | ``colour`` | 0.78 | 0.83 | 0.93 | 0.69 | 0.39 | 0.75 |
 
 The image side finds the named object once the query's words arrive; the toy's ``<|seg|>`` state does not bring them.
+The toy's text-grounding head (phase 7 of ``python -m finetune toy``, ``unipixel_model/toy_grounding.py``) grew out of
+this finding: the ``words`` query, with the cells' motion and place added, picks 0.77 of the same held-out queries.
 """
 
 from __future__ import annotations

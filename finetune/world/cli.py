@@ -21,6 +21,8 @@ from finetune.world.scene import ALL_SHAPES, COLOURS, WorldConfig
 
 logger = logging.getLogger(__name__)
 
+EVALUATED = ("click", "box", "mask", "text", "describe")  # what `evaluate --kinds` can score
+
 
 def add_world_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``evaluate``, ``world`` and ``toy`` on the ``python -m finetune`` parser."""
@@ -28,6 +30,8 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", default="toy", help="toy, tiny or a checkpoint directory")
     evaluate.add_argument("--adapter", default=None, help="a published version's folder (MODEL_DIR/<version>)")
     evaluate.add_argument("--json", default=None, help="also write the report as JSON here")
+    evaluate.add_argument("--kinds", default=",".join(EVALUATED), help="comma list of what to score among "
+                          f"{', '.join(EVALUATED)} (default: all)")
     _world_options(evaluate, clips=40, seed=900_000)
     world = sub.add_parser("world", help="write synthetic clips as mp4, frames, images, DAVIS PNGs and LS tasks")
     world.add_argument("--out", required=True, help="output folder")
@@ -44,7 +48,7 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
                      "without one category for the active-learning check (use its own --work folder)")
     toy.add_argument("--init", default=None, help="start from this checkpoint instead of random weights")
     toy.add_argument("--phases", default=None, help="run only these phases (comma list of toy_stills, toy_videos, "
-                     "toy_describe, toy_describe_text, toy_masks, toy_tracks); default: all")
+                     "toy_describe, toy_describe_text, toy_masks, toy_tracks, toy_grounding); default: all")
 
 
 def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> None:
@@ -105,6 +109,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from finetune.world.evaluate import evaluate_world
 
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(EVALUATED))
+    if unknown or not kinds:
+        print(f"error: --kinds {args.kinds!r}: unknown {unknown}; give a comma list of {', '.join(EVALUATED)}",
+              file=sys.stderr)
+        return 2
     path = resolve_checkpoint(args.model)
     model, tokenizer = from_pretrained(path), load_tokenizer(path)
     if args.adapter:  # a published version's folder, or its adapter/ folder
@@ -113,6 +123,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     start = time.time()
     seeds = range(args.seed, args.seed + args.clips)
     report = evaluate_world(model, tokenizer, seeds, world_config(args),
+                            kinds=tuple(k for k in kinds if k != "describe"), describe_objects="describe" in kinds,
                             progress=lambda n, clip: logger.info("clip %d/%d (seed %d)", n + 1, args.clips, clip.seed))
     print(f"model {args.model}{' + ' + args.adapter if args.adapter else ''}, {args.clips} clips from seed "
           f"{args.seed}, {time.time() - start:.0f} s\n")
@@ -133,8 +144,7 @@ def run_world(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from finetune.recipe import load_recipe
-    from finetune.world.toy import scaled_steps, train_toy
+    from finetune.world.toy import scaled_steps, train_toy, trainer_recipes
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
@@ -142,7 +152,7 @@ def run_toy(args: argparse.Namespace) -> int:
     try:  # every refusal before the first clip is rendered
         phases, init = _toy_phases_and_init(args.phases, args.init)
         if args.minutes is not None:
-            scaled_steps([load_recipe(p.recipe) for p in phases], args.minutes)
+            scaled_steps(trainer_recipes(phases), args.minutes)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

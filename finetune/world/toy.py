@@ -1,8 +1,8 @@
 """Train the ``toy`` model: the ``toy`` preset from random weights, on the synthetic world, with the
 project's own stage-3 trainer (``full_model`` recipes, no LoRA: every parameter trained in phases 1-2, the
-LLM alone in phases 3-4, SAM 2 and the seg head alone in phases 5-6).
+LLM alone in phases 3-4, SAM 2 and the seg head alone in phases 5-6), then its text-grounding head (phase 7).
 
-Six phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
+Seven phases, the first six each a recipe in ``finetune/configs/`` plus the world it draws from:
 
 1. ``toy_stills``: still images, every object of a still clicked or boxed at once (cheap: one SAM 2
    frame per sample), text queries, descriptions — the model learns to see and to read;
@@ -14,15 +14,20 @@ Six phases, each a recipe in ``finetune/configs/`` plus the world it draws from:
    ``<|seg|>``;
 5. ``toy_masks``: SAM 2 and the seg head alone (the LLM frozen, so the descriptions stay) on clicks, boxes and text
    queries of new stills and videos: phases 1-2 stop while the mask loss still falls;
-6. ``toy_tracks``: the same on videos only, which phase 5, mostly stills, left worse on frames far from the prompt.
+6. ``toy_tracks``: the same on videos only, which phase 5, mostly stills, left worse on frames far from the prompt;
+7. ``toy_grounding``: the text-grounding head alone (:mod:`unipixel_model.toy_grounding`, its own loop over frozen
+   SAM 2 features, :mod:`finetune.world.grounding`) on text queries of new videos and phase 3's stills: the toy's
+   LLM does not bring a query's words to ``<|seg|>`` (README: The toy model). 30,000 steps, about 5 minutes with
+   rendering; ``--minutes`` does not scale it.
 
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
-above. The result is written fp16 in the official layout with its tokenizer, plus ``toy_training.json``
-(losses per step) and ``loss.png``. The shipped checkpoint is what ``python -m finetune toy --minutes 45 --out DIR``
-writes (every phase's steps scaled by 0.59; 42 minutes on 2 idle CPU cores, the same bytes in both runs
-measured on 2026-12-06); without ``--minutes`` every phase runs its recipe's full steps (70 minutes, measured
-2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering). CI never trains: it uses the
-shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint.
+above. The result is written fp16 in the official layout (plus the head's ``toy_grounding.*`` tensors) with its
+tokenizer, ``toy_training.json`` (losses per step) and ``loss.png``. The shipped checkpoint is what ``python -m
+finetune toy --minutes 45 --out DIR`` writes: phases 1-6 scaled by 0.59 (42 minutes on 2 idle CPU cores, the same
+bytes in both runs measured on 2026-12-06), then phase 7 (5 minutes; shipped from ``--init`` with the 42-minute
+checkpoint, ``--phases toy_grounding``). Without ``--minutes`` phases 1-6 run their recipes' full steps (70 minutes,
+measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering). CI never trains: it uses
+the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class ToyPhase:
     mix: SampleMix = SampleMix()
     still_clips: int = 0
     still_first_seed: int = 0
+    grounding_steps: int = 0  # > 0: not a recipe; trains the text-grounding head alone (finetune/world/grounding.py)
 
 
 PHASES = (
@@ -81,6 +87,10 @@ PHASES = (
              still_clips=3000, still_first_seed=TRAIN_SEED_START + 20_000),
     ToyPhase("toy_tracks", clips=900, num_frames=16, first_seed=TRAIN_SEED_START + 125_000,
              mix=SampleMix(mem_prompt=2.0, mem_mask=0.5, seg=0.3, region=0.0, ref=0.0, max_window=6)),
+    # The text-grounding head alone, on text queries of new videos and of phase 3's stills (the rest is frozen).
+    ToyPhase("toy_grounding", clips=400, num_frames=16, first_seed=TRAIN_SEED_START + 109_000,
+             mix=SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=1.5, region=0.0, ref=0.0, max_window=4),
+             still_clips=3000, still_first_seed=TRAIN_SEED_START + 59_000, grounding_steps=30_000),
 )
 
 
@@ -138,9 +148,20 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
     summary: dict = {"phases": earlier["phases"]}
     started = time.time()
     history = earlier["history"]
-    steps = None if minutes is None else scaled_steps([load_recipe(p.recipe) for p in phases], minutes)
+    steps = None if minutes is None else scaled_steps(trainer_recipes(phases), minutes)
     for n, phase in enumerate(phases):
         samples = render_phase(phase, work, shapes)
+        last = out if n == len(phases) - 1 else work / f"after-{phase.recipe}"
+        dtype = torch.float16 if last == out else torch.float32
+        if phase.grounding_steps:
+            from finetune.world.grounding import train_grounding_phase
+
+            result = train_grounding_phase(checkpoint, last, samples, phase.grounding_steps, dtype)
+            history += [{"phase": phase.recipe, "loss": math.nan, "lm": math.nan, "seg": math.nan, "grounding": l}
+                        for l in result.pop("losses")]
+            summary["phases"].append(result)
+            checkpoint = last
+            continue
         recipe = load_recipe(phase.recipe)
         if steps is not None:
             recipe = dataclasses.replace(recipe, max_steps=steps[recipe.name])
@@ -149,8 +170,7 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
             "%s step %d/%d loss %.3f eta %.0f s", phase.recipe, step, total, loss, eta))
         history += [{"phase": phase.recipe, "loss": l, "lm": m, "seg": s}
                     for l, m, s in zip(result.losses, result.lm_losses, result.seg_losses)]
-        last = out if n == len(phases) - 1 else work / f"after-{phase.recipe}"
-        checkpoint = trainer.save_checkpoint(last, dtype=torch.float16 if last == out else torch.float32)
+        checkpoint = trainer.save_checkpoint(last, dtype=dtype)
         summary["phases"].append({"recipe": phase.recipe, "samples": len(samples), "steps": result.steps,
                                   "seconds": round(result.seconds), "skipped": len(result.skipped)})
     summary["seconds"] = earlier["seconds"] + round(time.time() - started)
@@ -172,6 +192,11 @@ def select_phases(names: str | None) -> tuple[ToyPhase, ...]:
     if unknown or not wanted:
         raise ValueError(f"unknown toy phases {unknown or names!r}; the phases are {[p.recipe for p in PHASES]}")
     return tuple(p for p in PHASES if p.recipe in wanted)
+
+
+def trainer_recipes(phases: tuple[ToyPhase, ...]) -> list:
+    """The recipes of the phases the stage-3 trainer runs (every one but the grounding head's), for ``--minutes``."""
+    return [load_recipe(p.recipe) for p in phases if not p.grounding_steps]
 
 
 def training_log(checkpoint: Path) -> dict:
@@ -237,12 +262,14 @@ def _plot(history: list[dict], path: Path) -> None:
         return np.convolve(filled, kernel, "same") / np.maximum(np.convolve(valid, kernel, "same"), 1e-9)
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    for key, label in (("loss", "total"), ("seg", "mask (core / T)"), ("lm", "language")):
-        ax.plot(smooth([h[key] for h in history]), label=label)
+    for key, label in (("loss", "total"), ("seg", "mask (core / T)"), ("lm", "language"),
+                       ("grounding", "text grounding (phase 7)")):
+        ax.plot(smooth([h.get(key, math.nan) for h in history]), label=label)
     boundaries = [i for i in range(1, len(history)) if history[i]["phase"] != history[i - 1]["phase"]]
     for b in boundaries:
         ax.axvline(b, color="grey", linestyle=":")
-    ax.set_xlabel(f"optimizer step ({', '.join(dict.fromkeys(h['phase'] for h in history))})")
+    phases = dict.fromkeys(h["phase"].removeprefix("toy_") for h in history)
+    ax.set_xlabel(f"optimizer step ({', '.join(phases)})")
     ax.set_ylabel("loss (running mean of 100)")
     ax.set_yscale("log")
     ax.legend()

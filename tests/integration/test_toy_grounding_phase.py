@@ -1,0 +1,67 @@
+"""Phase 7 of ``python -m finetune toy`` (finetune/world/grounding.py): a text-grounding head added to a checkpoint,
+every other tensor kept, and served by the inference session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from finetune.world.grounding import train_grounding_phase
+from finetune.world.samples import SampleMix, clip_samples
+from finetune.world.scene import WorldConfig, make_clip
+from finetune.world.toy import rendered
+from unipixel_model import templates
+from unipixel_model.loading import from_pretrained, resolve_checkpoint
+from unipixel_model.session import InferenceSession
+from unipixel_model.tokenization import load_tokenizer
+
+TEXT_ONLY = SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=1.5, region=0.0, ref=0.0, max_window=4)
+
+
+@pytest.fixture(scope="module")
+def toy_path():
+    try:
+        return resolve_checkpoint("toy")
+    except FileNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+def _without_head(toy_path, tmp_path):
+    """The shipped toy as it was before phase 7: every tensor but toy_grounding.*, width 0."""
+    model = from_pretrained(toy_path)
+    model.config.toy_text_grounding = 0
+    model.toy_grounding = None
+    from unipixel_model.loading import save_checkpoint
+
+    save_checkpoint(model.to(torch.float16), tmp_path / "before")
+    load_tokenizer(toy_path).save_pretrained(str(tmp_path / "before"))
+    return tmp_path / "before"
+
+
+def test_the_phase_adds_a_head_keeps_every_other_tensor_and_the_session_clicks_where_it_points(toy_path, tmp_path):
+    before = _without_head(toy_path, tmp_path)
+    rng, samples = np.random.default_rng(0), []
+    for seed in range(7_000_000, 7_000_020):  # stills outside every seed range of the world's sets
+        clip = make_clip(seed, WorldConfig(num_frames=1))
+        samples += clip_samples(clip, rendered(clip, tmp_path / "work"), rng, TEXT_ONLY)
+    summary = train_grounding_phase(before, tmp_path / "after", samples, steps=20)
+    assert summary["samples"] == len([s for s in samples if s.kind == "seg"]) > 0
+    assert len(summary["losses"]) == 20
+
+    old, new = load_file(before / "model.safetensors"), load_file(tmp_path / "after" / "model.safetensors")
+    added = sorted(set(new) - set(old))
+    assert added and all(k.startswith("toy_grounding.") for k in added), added
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    assert all(new[k].dtype == torch.float16 for k in added)
+
+    model = from_pretrained(tmp_path / "after").eval()
+    assert model.config.toy_text_grounding == 64 and model.toy_grounding is not None
+    clip = make_clip(7_000_100, WorldConfig(num_frames=3))
+    session = InferenceSession.open(model, load_tokenizer(tmp_path / "after"), clip.frames)
+    with torch.no_grad(), model.sam2_gating(True):
+        result = session.segment(templates.segmentation_question("the red circle", False))
+    assert len(result.tracks) == 1
+    prompt = session.objects[result.tracks[0].obj_id].prompts[0]
+    assert prompt.hidden is not None and prompt.point_labels.tolist() == [[1]]  # the head's click beside <|seg|>
