@@ -21,6 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from unipixel_model.loading import load_checkpoint_weights, read_config, save_checkpoint
+from unipixel_model.modeling import UniPixelModel
+from unipixel_model.tokenization import load_tokenizer
 from unipixel_model.toy_grounding import FEATURE_LEVEL, TextGrounding, grounding_loss
 
 logger = logging.getLogger(__name__)
@@ -95,24 +98,20 @@ def picked(head: TextGrounding, queries: list[EncodedQuery]) -> list[bool]:
 def train_grounding_phase(checkpoint: Path, out: Path, samples: list, steps: int,
                           dtype: torch.dtype = torch.float16) -> dict:
     """Add a trained grounding head to ``checkpoint`` and write the result to ``out`` (weights cast to ``dtype``,
-    the tokenizer with them). Every other tensor is copied as it is.
+    the tokenizer with them). Every other tensor is copied, rounded to fp16 as the shipped checkpoint is.
 
     Returns:
         The phase's summary: samples, steps, seconds, the loss per step (``losses``).
     """
-    from unipixel_model.loading import load_checkpoint_weights, read_config, save_checkpoint
-    from unipixel_model.modeling import UniPixelModel
-    from unipixel_model.tokenization import load_tokenizer
-
     started = time.time()
     config = read_config(checkpoint)
     head_only = config.toy_text_grounding == 0  # a checkpoint from before the head: build it, load the rest
     config.toy_text_grounding = config.toy_text_grounding or GROUNDING_WIDTH
     torch.manual_seed(0)  # a new head's initialisation: the same bytes in every run
     model = UniPixelModel(config, (Path(checkpoint),)).eval()
-    _load(model, checkpoint, head_only, load_checkpoint_weights)
-    # The shipped weights are fp16: round to it, so that this phase after phase 6 (whose output is kept in fp32) and
-    # after the shipped checkpoint reads the same features and trains the same head.
+    _load(model, checkpoint, head_only)
+    # The shipped weights are fp16: round to it, so that this phase reads the same features whether it follows phase 6
+    # (whose output is kept in fp32) or starts from a shipped checkpoint.
     model.to(torch.float16).float()
     tokenizer = load_tokenizer(checkpoint)
     queries = encode_queries(model, tokenizer, samples)
@@ -126,7 +125,7 @@ def train_grounding_phase(checkpoint: Path, out: Path, samples: list, steps: int
             "seconds": round(time.time() - started), "skipped": 0, "losses": losses}
 
 
-def _load(model, checkpoint: Path, head_only: bool, load_checkpoint_weights) -> None:
+def _load(model: UniPixelModel, checkpoint: Path, head_only: bool) -> None:
     """Load the checkpoint's tensors; one without a head keeps the freshly initialised one."""
     if not head_only:
         load_checkpoint_weights(model, checkpoint)

@@ -24,7 +24,8 @@ Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evalu
 above. The result is written fp16 in the official layout (plus the head's ``toy_grounding.*`` tensors) with its
 tokenizer, ``toy_training.json`` (losses per step) and ``loss.png``. The shipped checkpoint is what ``python -m
 finetune toy --minutes 45 --out DIR`` writes: phases 1-6 scaled by 0.59 (42 minutes on 2 idle CPU cores, the same
-bytes in both runs measured on 2026-12-06), then phase 7 (5 minutes; shipped from ``--init`` with the 42-minute
+bytes in both runs measured on 2026-12-06 on one machine; another machine's float kernels train other bytes of the
+same quality, see the README), then phase 7 (5 minutes; shipped from ``--init`` with the 42-minute
 checkpoint, ``--phases toy_grounding``). Without ``--minutes`` phases 1-6 run their recipes' full steps (70 minutes,
 measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering). CI never trains: it uses
 the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint.

@@ -15,6 +15,7 @@ import pytest
 from backend.converters.rle import ls_rle_to_mask
 from finetune.world import writers
 from finetune.world.evaluate import EVAL_SEED_START
+from finetune.world.expressions import expressions
 from finetune.world.scene import WorldConfig, make_clip
 from tests.e2e.conftest import BackendServer, create_project
 from tests.e2e.test_editor_flows import (_accept_pending, _brush_ids, _click, _decisions, _saved, _start_boxing,
@@ -119,6 +120,25 @@ def test_a_click_on_an_image_stored_downscaled_is_saved_at_the_image_size(label_
     print(f"IoU stored small / full size {agreement:.3f}, small / truth {truth:.3f}")
     assert agreement >= 0.8, f"IoU between the two saved masks {agreement:.3f}"
     _bar(truth >= 0.7, f"saved mask IoU {truth:.3f}")
+
+
+def test_a_typed_text_query_is_saved_on_the_object_it_names(label_studio, toy_backend, editor):
+    """A text query typed into the prompt box and added (Auto-Accept on): one object comes back, and the mask Label
+    Studio saved lies on the object the query names, among the still's 2-3 objects (the toy's grounding head, README:
+    The toy model). The still and its query are fixed: seed +710, its first colour + shape expression."""
+    clip = make_clip(EVAL_SEED_START + 710, STILL)
+    expr = next(e for e in expressions(clip) if e.kind == "category")
+    project, task = _image_task(label_studio, toy_backend, clip.frames[0], "toy-text")
+    _start_clicking(editor, project, task, auto_accept=True)
+    assert len(_brush_ids(editor.type_query(expr.text))) == 1
+    editor.screenshot("text-query")
+    editor.submit()
+    saved = _saved_mask(editor, task, *clip.size_hw)
+    ious = {f"{clip.objects[o].colour} {clip.objects[o].shape}": round(_iou(saved, clip.masks[o, 0]), 3)
+            for o in range(len(clip.objects))}
+    print(f"query {expr.text!r}: saved mask IoU per object {ious}")
+    named = f"{clip.objects[expr.obj].colour} {clip.objects[expr.obj].shape}"
+    _bar(max(ious, key=ious.get) == named and ious[named] >= 0.7, f"{expr.text!r}: saved mask IoU {ious}")
 
 
 @pytest.mark.parametrize("auto_accept", [True, False], ids=["after-accepting", "before-accepting"])
