@@ -912,3 +912,12 @@ def test_striped_objects_show_their_colour_and_another_and_their_masks_cover_bot
     assert all(o.stripe_rgb is None for o in make_clip(930000, world_config(args)).objects)
     with pytest.raises(ValueError, match="p_striped"):
         WorldConfig(p_striped=-0.1)
+
+
+def test_toy_minutes_with_the_grounding_phase_alone_plans_no_recipe():
+    """``--phases toy_grounding --minutes N``: phase 7 is not a recipe and is not scaled, so there is nothing to
+    plan (it divided by zero)."""
+    from finetune.world.toy import scaled_steps, select_phases, trainer_recipes
+
+    assert trainer_recipes(select_phases("toy_grounding")) == []
+    assert scaled_steps(trainer_recipes(select_phases("toy_grounding")), minutes=10) == {}
