@@ -107,7 +107,9 @@ class InferenceSession:
 
         Each ``<|seg|>`` seeds SAM 2 on the LLM frame where its tokens alone find the object most
         surely (highest object score), then propagates both ways, so an object that enters late is
-        found. ``official=True`` seeds frame 0 and propagates forward, as the official inference does.
+        found. ``official=True`` seeds frame 0 and propagates forward, as the official inference does. A toy
+        model with a text-grounding head (:mod:`unipixel_model.toy_grounding`) seeds a single ``<|seg|>`` where the
+        head points instead, with a click there beside the tokens.
         """
         indices = llm_frame_indices(self.frames.num_frames, [])
         turn = self._llm(text, indices, [], None, forced_answer)
