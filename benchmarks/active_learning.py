@@ -65,6 +65,7 @@ def new_category(args, num_frames: int, objects: tuple[int, int], **options) -> 
 
 
 def category_name(args) -> str:
+    """The new category as project titles and the report name it: ``striped`` or the shape."""
     return "striped" if args.striped else args.shape
 
 

@@ -12,10 +12,11 @@ from finetune.world.grounding import train_grounding_phase
 from finetune.world.samples import SampleMix, clip_samples
 from finetune.world.scene import WorldConfig, make_clip
 from finetune.world.toy import rendered
-from unipixel_model import templates
+from unipixel_model import processor, templates
 from unipixel_model.loading import from_pretrained, resolve_checkpoint
 from unipixel_model.session import InferenceSession
 from unipixel_model.tokenization import load_tokenizer
+from unipixel_model.toy_grounding import stride8_features
 
 TEXT_ONLY = SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=1.5, region=0.0, ref=0.0, max_window=4)
 
@@ -41,6 +42,7 @@ def _without_head(toy_path, tmp_path):
 
 
 def test_the_phase_adds_a_head_keeps_every_other_tensor_and_the_session_clicks_where_it_points(toy_path, tmp_path):
+    """The 3-frame clip has 3 LLM frames (every frame), so the head scores all of them."""
     before = _without_head(toy_path, tmp_path)
     rng, samples = np.random.default_rng(0), []
     for seed in range(7_000_000, 7_000_020):  # stills outside every seed range of the world's sets
@@ -64,4 +66,10 @@ def test_the_phase_adds_a_head_keeps_every_other_tensor_and_the_session_clicks_w
         result = session.segment(templates.segmentation_question("the red circle", False))
     assert len(result.tracks) == 1
     prompt = session.objects[result.tracks[0].obj_id].prompts[0]
-    assert prompt.hidden is not None and prompt.point_labels.tolist() == [[1]]  # the head's click beside <|seg|>
+    assert prompt.hidden is not None and prompt.point_labels.tolist() == [[1]]  # a click beside <|seg|>
+    # ... on the frame and at the cell the head itself scores best (SAM 2 input pixels, 128 px: cells of 8 px)
+    question = templates.segmentation_question("the red circle", False)
+    features = stride8_features([session.features(i) for i in range(clip.num_frames)])
+    best = model.toy_grounding.point(question, features, processor.sam2_transform(clip.frames, 128))
+    assert prompt.frame_idx == best.frame
+    assert prompt.point_coords.tolist() == [[[best.x_px, best.y_px]]]
