@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +24,8 @@ from torch import nn
 from finetune.affinity import colour_affinity
 from finetune.batch import SamConditioning, TrainBatch
 from finetune.losses import IGNORE_INDEX, SegLoss, SegLossWeights, seg_core_loss, total_loss
+from finetune.recipe import CORRECTION_POINTS
+from finetune.world.sampling import correction_click  # the one rule of where an annotator's correction lands
 from unipixel_model.modeling import UniPixelModel
 from unipixel_model.sam2_adapter import UniPixelSAM2
 
@@ -30,8 +33,8 @@ FrameOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # multimask logit
 
 
 def track_with_grad(sam2: UniPixelSAM2, frames: torch.Tensor, hidden: torch.Tensor, train_backbone: bool,
-                    condition: SamConditioning | None = None, targets: torch.Tensor | None = None
-                    ) -> list[tuple[int, FrameOutput]]:
+                    condition: SamConditioning | None = None, targets: torch.Tensor | None = None,
+                    correction_point: str = "uniform") -> list[tuple[int, FrameOutput]]:
     """Segment O objects through T frames from one conditioning frame, with gradients.
 
     The conditioning frame gets the hidden tokens and/or clicks, box or mask of ``condition``
@@ -46,6 +49,7 @@ def track_with_grad(sam2: UniPixelSAM2, frames: torch.Tensor, hidden: torch.Tens
             computed without gradients (the rest of SAM 2 still passes gradients to ``hidden``).
         condition: how SAM 2 is prompted (:class:`SamConditioning`).
         targets: bool [T, O, S, S], needed to place correction clicks.
+        correction_point: where a correction click lands, see :data:`~finetune.recipe.CORRECTION_POINTS`.
     Returns:
         (frame position, output) pairs to score: every frame once (a mask-prompted frame is left out:
         its output is the prompt itself), plus each correction step and the probe frame. An output is
@@ -82,7 +86,7 @@ def track_with_grad(sam2: UniPixelSAM2, frames: torch.Tensor, hidden: torch.Tens
     if condition.mask is None:
         outputs.append((c, scored(out)))
     for n in range(condition.corrections):
-        points = _add_correction(points, out["pred_masks_high_res"], targets[c])
+        points = _add_correction(points, out["pred_masks_high_res"], targets[c], correction_point)
         out = step(c, memory, True, point_inputs=points, mask_inputs=None, hidden_inputs=tokens,
                    prev_sam_mask_logits=out["pred_masks"], run_mem_encoder=tracked and n == condition.corrections - 1)
         outputs.append((c, scored(out)))
@@ -101,24 +105,19 @@ def track_with_grad(sam2: UniPixelSAM2, frames: torch.Tensor, hidden: torch.Tens
     return outputs
 
 
-def _add_correction(points: dict | None, predicted: torch.Tensor, target: torch.Tensor) -> dict:
+def _add_correction(points: dict | None, predicted: torch.Tensor, target: torch.Tensor,
+                    correction_point: str = "uniform") -> dict:
     """Append one click per object inside its larger error: negative in a leak, positive in a miss.
 
     Args:
         points: {"point_coords" [O, P, 2], "point_labels" [O, P]} or None.
         predicted: [O, 1, S, S] mask logits of the last prediction; target: bool [O, S, S].
+        correction_point: one of :data:`~finetune.recipe.CORRECTION_POINTS`.
     """
     pred = predicted[:, 0].detach() > 0
     coords, labels = [], []
     for o in range(target.shape[0]):
-        leak, miss = pred[o] & ~target[o], target[o] & ~pred[o]
-        region, label = (leak, 0) if leak.sum() >= miss.sum() else (miss, 1)
-        ys, xs = torch.nonzero(region, as_tuple=True)
-        if len(xs) == 0:  # nothing to fix: a positive click on the object (or a padding point)
-            ys, xs = torch.nonzero(target[o], as_tuple=True)
-            label = 1 if len(xs) else -1
-        k = int(torch.randint(len(xs), (1,))) if len(xs) else 0
-        xy = torch.stack([xs[k], ys[k]]).float() + 0.5 if len(xs) else torch.zeros(2)
+        xy, label = _correction_xy(pred[o], target[o], correction_point)
         coords.append(xy)
         labels.append(label)
     new_coords = torch.stack(coords)[:, None].to(predicted.device)
@@ -127,6 +126,25 @@ def _add_correction(points: dict | None, predicted: torch.Tensor, target: torch.
         return {"point_coords": new_coords, "point_labels": new_labels}
     return {"point_coords": torch.cat([points["point_coords"], new_coords], 1),
             "point_labels": torch.cat([points["point_labels"], new_labels], 1)}
+
+
+def _correction_xy(pred: torch.Tensor, target: torch.Tensor, correction_point: str) -> tuple[torch.Tensor, int]:
+    """(x, y) in SAM 2 input pixels and the label of one correction click for bool [S, S] ``pred`` and ``target``:
+    1 in a miss, 0 in a leak; with nothing to fix, a positive click on the object (or -1 padding when it is absent)."""
+    if correction_point == "center" and (pred != target).any():
+        # the generator is seeded from torch's, so a run stays reproducible from the recipe's seed
+        rng = np.random.default_rng(int(torch.randint(2 ** 31, (1,))))
+        click = correction_click(target.cpu().numpy(), pred.cpu().numpy(), rng)
+        return torch.tensor([click.x_px, click.y_px]), int(click.positive)
+    leak, miss = pred & ~target, target & ~pred
+    region, label = (leak, 0) if leak.sum() >= miss.sum() else (miss, 1)
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    if len(xs) == 0:  # nothing to fix: a positive click on the object (or a padding point)
+        ys, xs = torch.nonzero(target, as_tuple=True)
+        label = 1 if len(xs) else -1
+    k = int(torch.randint(len(xs), (1,))) if len(xs) else 0
+    xy = torch.stack([xs[k], ys[k]]).float() + 0.5 if len(xs) else torch.zeros(2)
+    return xy, label
 
 
 class UniPixelObjective(nn.Module):
@@ -138,11 +156,16 @@ class UniPixelObjective(nn.Module):
         autocast_dtype: bf16 autocast on CUDA, or None (float32).
         train_llm_on_prompts: see :class:`~finetune.recipe.TrainRecipe`.
         weights: the mask loss's weights (UniPixel's, and BoxInst's pairwise term).
+        correction_point: where simulated correction clicks land, see :data:`~finetune.recipe.CORRECTION_POINTS`.
     """
 
     def __init__(self, model: UniPixelModel, train_backbone: bool, autocast_dtype: torch.dtype | None = None,
-                 train_llm_on_prompts: bool = True, weights: SegLossWeights = SegLossWeights()) -> None:
+                 train_llm_on_prompts: bool = True, weights: SegLossWeights = SegLossWeights(),
+                 correction_point: str = "uniform") -> None:
         super().__init__()
+        if correction_point not in CORRECTION_POINTS:
+            raise ValueError(f"correction_point must be one of {CORRECTION_POINTS}, got {correction_point!r}")
+        self.correction_point = correction_point
         self.model = model
         self.train_backbone = train_backbone
         self.autocast_dtype = autocast_dtype
@@ -199,7 +222,7 @@ class UniPixelObjective(nn.Module):
         positions = torch.nonzero(ids[1:] == self.model.config.seg_token_id).flatten()
         hidden = self.model.seg_tokens(pre_norm[positions[batch.seg_select]])
         return [track_with_grad(self.model.sam2, batch.sam2_frames, hidden[group.objects], self.train_backbone,
-                                group, batch.target_masks[:, group.objects])
+                                group, batch.target_masks[:, group.objects], self.correction_point)
                 for group in batch.conditions]
 
     @staticmethod

@@ -19,6 +19,10 @@ from unipixel_model.finetune_targets import LORA_TARGET_REGEX
 from unipixel_model.processor import BASE_MAX_PIXELS, MIN_PIXELS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# Where a simulated correction click lands: "uniform", any pixel of the larger error (leak or miss), as SAM 2's
+# trainer samples them; "center", deep inside the largest piece of it, where SAM 2's evaluation and an annotator
+# click (finetune.world.sampling.correction_click).
+CORRECTION_POINTS = ("uniform", "center")
 
 
 class RecipeError(ValueError):
@@ -55,6 +59,9 @@ class TrainRecipe:
         box_pairwise_weight: weight of BoxInst's pairwise colour term (``finetune.losses.box_pairwise_loss``) next to
             the projection term in the mask loss of box-only tracks; 0: the projection alone, which lets a mask fill
             the object's box.
+        correction_point: where the simulated correction clicks of ``corrections`` samples land: ``uniform`` (any
+            pixel of the larger error, as SAM 2's trainer samples) or ``center`` (deep inside its largest piece, where
+            SAM 2's evaluation and an annotator click; the toy's clicks phase).
         full_model: train every parameter and save a whole checkpoint instead of an adapter (no
             LoRA; how the ``toy`` model is trained from random weights).
         full_model_modules: with ``full_model``, train only these top-level modules (``model``, ``lm_head``,
@@ -94,6 +101,7 @@ class TrainRecipe:
     train_embeddings: bool = False
     train_llm_on_prompts: bool = True
     box_pairwise_weight: float = 1.0
+    correction_point: str = "uniform"
     full_model: bool = False
     full_model_modules: list[str] | None = None
     bf16: bool = True
@@ -131,6 +139,8 @@ class TrainRecipe:
         if self.full_model_modules is not None and (not self.full_model or not self.full_model_modules):
             raise RecipeError(f"full_model_modules needs full_model: true and at least one module name, got "
                               f"{self.full_model_modules!r} with full_model {self.full_model}")
+        if self.correction_point not in CORRECTION_POINTS:
+            raise RecipeError(f"correction_point must be one of {CORRECTION_POINTS}, got {self.correction_point!r}")
         if self.frames_per_video > 16:
             raise RecipeError(f"frames_per_video must be <= 16 (the LLM's frame limit), got {self.frames_per_video}")
         if "sam2" in self.lora_target_regex:

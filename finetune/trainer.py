@@ -151,7 +151,8 @@ class Trainer:
         autocast = torch.bfloat16 if recipe.bf16 and self.device.type == "cuda" else None
         self.objective = UniPixelObjective(model, train_backbone=recipe.trains_sam2_encoder, autocast_dtype=autocast,
                                            train_llm_on_prompts=recipe.train_llm_on_prompts,
-                                           weights=SegLossWeights(pairwise=recipe.box_pairwise_weight))
+                                           weights=SegLossWeights(pairwise=recipe.box_pairwise_weight),
+                                           correction_point=recipe.correction_point)
         self.module: nn.Module = self.objective
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel

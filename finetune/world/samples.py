@@ -41,6 +41,7 @@ class SampleMix:
     prompts_per_object: int = 1
     p_box: float = 0.4
     p_corrections: float = 0.4
+    max_corrections: int = 2  # a sample with corrections has 1..max_corrections of them (MAX_CORRECTIONS at most)
 
 
 def clip_samples(clip: Clip, media: str | Path, rng: np.random.Generator, mix: SampleMix = SampleMix(),
@@ -99,7 +100,7 @@ def _mem(clip: Clip, media: str, present: list[int], rng: np.random.Generator, m
         objects = [o for o in objects for _ in range(mix.prompts_per_object)]
     prompts = [sampling.box(clip, o, frame, rng) if use_box else sampling.click(clip, o, frame, rng) for o in objects]
     question, answer = templates.memory_question(list(range(1, len(objects) + 1)))
-    corrections = 0 if mask_prompt or rng.random() >= mix.p_corrections else int(rng.integers(1, 3))
+    corrections = 0 if mask_prompt or rng.random() >= mix.p_corrections else int(rng.integers(1, mix.max_corrections + 1))
     return TrainSample("mem", media, frames, question, answer, prompts, clip.masks[objects][:, frames], None,
                        task_id, sam_condition="mask" if mask_prompt else "prompt", corrections=corrections)
 
