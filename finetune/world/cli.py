@@ -48,7 +48,7 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
                      "without one category for the active-learning check (use its own --work folder)")
     toy.add_argument("--init", default=None, help="start from this checkpoint instead of random weights")
     toy.add_argument("--phases", default=None, help="run only these phases (comma list of toy_stills, toy_videos, "
-                     "toy_describe, toy_describe_text, toy_masks, toy_tracks, toy_grounding); default: all")
+                     "toy_describe, toy_describe_text, toy_masks, toy_tracks, toy_grounding, toy_clicks); default: all")
 
 
 def _world_options(parser: argparse.ArgumentParser, clips: int, seed: int) -> None:

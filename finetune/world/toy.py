@@ -1,8 +1,9 @@
 """Train the ``toy`` model: the ``toy`` preset from random weights, on the synthetic world, with the
 project's own stage-3 trainer (``full_model`` recipes, no LoRA: every parameter trained in phases 1-2, the
-LLM alone in phases 3-4, SAM 2 and the seg head alone in phases 5-6), then its text-grounding head (phase 7).
+LLM alone in phases 3-4, SAM 2 and the seg head alone in phases 5-6), then its text-grounding head (phase 7), then
+SAM 2's decoder on corrections (phase 8).
 
-Seven phases, the first six each a recipe in ``finetune/configs/`` plus the world it draws from:
+Eight phases, each but the seventh a recipe in ``finetune/configs/`` plus the world it draws from:
 
 1. ``toy_stills``: still images, every object of a still clicked or boxed at once (cheap: one SAM 2
    frame per sample), text queries, descriptions — the model learns to see and to read;
@@ -18,7 +19,11 @@ Seven phases, the first six each a recipe in ``finetune/configs/`` plus the worl
 7. ``toy_grounding``: the text-grounding head alone (:mod:`unipixel_model.toy_grounding`, its own loop over frozen
    SAM 2 features, :mod:`finetune.world.grounding`) on text queries of new videos and phase 3's stills: the toy's
    LLM does not bring a query's words to ``<|seg|>`` (README: The toy model). 30,000 steps, about 5 minutes with
-   rendering; ``--minutes`` does not scale it.
+   rendering; ``--minutes`` does not scale it;
+8. ``toy_clicks``: SAM 2 alone, its image encoder frozen (so phase 7's features stay), on clicks and boxes that each
+   get 1-3 correction clicks where an annotator puts them (deep inside the largest error, ``correction_point:
+   center``), on stills that include touching same-colour twins: after phase 6 corrections hardly changed a mask.
+   ``--minutes`` does not scale it either (it came after the shipped phases 1-6 were trained).
 
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
 above. The result is written fp16 in the official layout (plus the head's ``toy_grounding.*`` tensors) with its
@@ -26,7 +31,8 @@ tokenizer, ``toy_training.json`` (losses per step) and ``loss.png``. The shipped
 finetune toy --minutes 45 --out DIR`` writes: phases 1-6 scaled by 0.59 (42 minutes on 2 idle CPU cores, the same
 bytes in both runs measured on 2026-12-06 on one machine; another machine's float kernels train other bytes of the
 same quality, see the README), then phase 7 (5 minutes; shipped from ``--init`` with the 42-minute
-checkpoint, ``--phases toy_grounding``). Without ``--minutes`` phases 1-6 run their recipes' full steps (70 minutes,
+checkpoint, ``--phases toy_grounding``), then phase 8 (12 minutes; shipped from ``--init`` with that one,
+``--phases toy_clicks``). Without ``--minutes`` phases 1-6 run their recipes' full steps (70 minutes,
 measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering). CI never trains: it uses
 the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint.
 """
@@ -66,6 +72,8 @@ class ToyPhase:
     still_clips: int = 0
     still_first_seed: int = 0
     grounding_steps: int = 0  # > 0: not a recipe; trains the text-grounding head alone (finetune/world/grounding.py)
+    p_touch: float = 0.0  # the world's p_touch: same-colour twins that touch (what a negative click must split)
+    scaled: bool = True  # False: --minutes leaves the recipe's max_steps as they are
 
 
 PHASES = (
@@ -92,6 +100,12 @@ PHASES = (
     ToyPhase("toy_grounding", clips=400, num_frames=16, first_seed=TRAIN_SEED_START + 109_000,
              mix=SampleMix(mem_prompt=0.0, mem_mask=0.0, seg=1.5, region=0.0, ref=0.0, max_window=4),
              still_clips=3000, still_first_seed=TRAIN_SEED_START + 59_000, grounding_steps=30_000),
+    # SAM 2 alone, its image encoder frozen (so the head's features stay), on corrections: every click or box gets
+    # 1-3 correction clicks where an annotator puts them, on stills that include touching same-colour twins.
+    ToyPhase("toy_clicks", clips=300, num_frames=16, first_seed=TRAIN_SEED_START + 130_000,
+             mix=SampleMix(mem_prompt=2.0, mem_mask=0.0, seg=0.0, region=0.0, ref=0.0, max_window=4,
+                           p_corrections=1.0, max_corrections=3),
+             still_clips=3000, still_first_seed=TRAIN_SEED_START + 140_000, p_touch=0.3, scaled=False),
 )
 
 
@@ -109,7 +123,7 @@ def render_phase(phase: ToyPhase, work: Path, shapes: tuple[str, ...] | None = N
     samples = []
     for num_frames, first, count in ((1, phase.still_first_seed, phase.still_clips),
                                      (phase.num_frames, phase.first_seed, phase.clips)):
-        config = WorldConfig(num_frames=num_frames, **({"shapes": shapes} if shapes else {}))
+        config = WorldConfig(num_frames=num_frames, p_touch=phase.p_touch, **({"shapes": shapes} if shapes else {}))
         for seed in range(first, first + count):
             clip = make_clip(seed, config)
             samples += clip_samples(clip, rendered(clip, work), rng, phase.mix)
@@ -164,7 +178,7 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
             checkpoint = last
             continue
         recipe = load_recipe(phase.recipe)
-        if steps is not None:
+        if steps is not None and recipe.name in steps:
             recipe = dataclasses.replace(recipe, max_steps=steps[recipe.name])
         trainer = Trainer.from_recipe(recipe, checkpoint=checkpoint)
         result = trainer.train(samples, progress=lambda step, total, loss, eta: logger.info(
@@ -196,8 +210,9 @@ def select_phases(names: str | None) -> tuple[ToyPhase, ...]:
 
 
 def trainer_recipes(phases: tuple[ToyPhase, ...]) -> list:
-    """The recipes of the phases the stage-3 trainer runs (every one but the grounding head's), for ``--minutes``."""
-    return [load_recipe(p.recipe) for p in phases if not p.grounding_steps]
+    """The recipes that ``--minutes`` scales: the phases the stage-3 trainer runs (every one but the grounding
+    head's), less the unscaled ones (``toy_clicks``, added after the shipped phases 1-6 were trained)."""
+    return [load_recipe(p.recipe) for p in phases if not p.grounding_steps and p.scaled]
 
 
 def training_log(checkpoint: Path) -> dict:

@@ -72,7 +72,7 @@ def _means(report, kind: str) -> dict[str, float]:
     return {group: report.mean(kind, group, "j") for group in ("prompt", "before", "after")}
 
 
-@short_of_the_bar("IoU 0.56 on the prompt frame, 0.52 before, 0.51 after")
+@short_of_the_bar("IoU 0.56 on the prompt frame, 0.55 before, 0.56 after")
 def test_a_click_segments_the_object_and_tracks_it_both_ways(toy):
     report = evaluate_world(*toy, SEEDS, CLIPS, kinds=("click",), describe_objects=False)
     iou = _means(report, "click")
@@ -88,7 +88,6 @@ def test_a_box_segments_the_object_and_tracks_it_both_ways(toy):
     assert iou["before"] >= 0.5 and iou["after"] >= 0.5, iou
 
 
-@short_of_the_bar("the named object found in 5 of 8 clips")
 def test_a_text_query_picks_the_named_object_among_distractors(toy):
     model, tokenizer = toy
     picked, asked = 0, 0
