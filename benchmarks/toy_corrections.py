@@ -64,7 +64,8 @@ def corrections_on(model, tokenizer, config: WorldConfig, seeds: range, correcti
         for _ in range(corrections):
             click = sampling.correction_click(truth, mask, rng)
             if click is not None:
-                mask = session.refine(1, [PointPrompt(click.x_px, click.y_px, frame, positive=click.positive)]).mask(frame)
+                click = PointPrompt(click.x_px, click.y_px, frame, positive=click.positive)
+                mask = session.refine(1, [click]).mask(frame)
                 changes.append((click.positive, _iou(mask, truth) - curve[-1]))
             curve.append(_iou(mask, truth) if click is not None else curve[-1])
         curves.append(curve)

@@ -100,7 +100,8 @@ def _mem(clip: Clip, media: str, present: list[int], rng: np.random.Generator, m
         objects = [o for o in objects for _ in range(mix.prompts_per_object)]
     prompts = [sampling.box(clip, o, frame, rng) if use_box else sampling.click(clip, o, frame, rng) for o in objects]
     question, answer = templates.memory_question(list(range(1, len(objects) + 1)))
-    corrections = 0 if mask_prompt or rng.random() >= mix.p_corrections else int(rng.integers(1, mix.max_corrections + 1))
+    corrected = not mask_prompt and rng.random() < mix.p_corrections
+    corrections = int(rng.integers(1, mix.max_corrections + 1)) if corrected else 0
     return TrainSample("mem", media, frames, question, answer, prompts, clip.masks[objects][:, frames], None,
                        task_id, sam_condition="mask" if mask_prompt else "prompt", corrections=corrections)
 
