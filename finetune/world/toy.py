@@ -255,7 +255,7 @@ def scaled_steps(recipes: list, minutes: float) -> dict[str, int]:
     """
     if not math.isfinite(minutes):  # nan would plan the full run without a word (min(1.0, nan) is 1.0)
         raise ValueError(f"--minutes {minutes:g} is not a number of minutes; give e.g. --minutes 45")
-    if not recipes:  # only phase 7, which --minutes does not scale
+    if not recipes:  # only unscaled phases (7, the grounding head; 8, toy_clicks)
         return {}
     render = RENDER_SECONDS * len(recipes)
     train = planned_seconds(recipes) - render
