@@ -17,7 +17,6 @@ with the click or box as well and propagates both ways.
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,14 +29,16 @@ import torch.nn.functional as F
 from unipixel_model import processor, templates
 from unipixel_model.errors import UniPixelInputError
 from unipixel_model.feature_cache import SAM2FeatureCache, VisionCache, llm_frame_indices, to_numpy_mask
-from unipixel_model.heap import limit_heap_retention, note_frame_done, release_free_memory
+from unipixel_model.heap import limit_heap_retention, release_free_memory
 from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, score_frame, track_object
+from unipixel_model.prompt_checks import check_point, check_prompt
 from unipixel_model.media import Frames, load_frames
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
 from unipixel_model.modeling import UniPixelInputs, UniPixelModel
 from unipixel_model.prompt_encoder import RefPrompt
 from unipixel_model.toy_grounding import stride8_features
-from unipixel_model.types import BoxPrompt, MaskPrompt, MaskTrack, PointPrompt, SegmentationResult, VisualPrompt
+from unipixel_model.track_store import PendingTrack, empty_track, prompt_to, store
+from unipixel_model.types import MaskPrompt, MaskTrack, PointPrompt, SegmentationResult, VisualPrompt
 
 DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
 _OBJ_REF = re.compile(r"\[(\d+)\]")
@@ -51,14 +52,6 @@ class SessionObject:
     prompts: list[ConditioningPrompt]
     track: MaskTrack
     directions: tuple[str, ...]
-
-
-@dataclass
-class _PendingTrack:
-    """A propagation cut short by the tracking budget: the generator fills ``track`` in place."""
-
-    track: MaskTrack
-    steps: Iterator
 
 
 @dataclass
@@ -85,7 +78,7 @@ class InferenceSession:
     track_budget_s: float | None = None
     # Or one deadline (time.monotonic()) shared by every object of a call; it wins over the budget.
     track_deadline: float | None = None
-    pending: dict[int, _PendingTrack] = field(default_factory=dict)
+    pending: dict[int, PendingTrack] = field(default_factory=dict)
 
     @classmethod
     def open(cls, model: UniPixelModel, tokenizer, media, *, feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
@@ -170,7 +163,7 @@ class InferenceSession:
         if not prompts:
             raise UniPixelInputError("refer() needs at least one prompt")
         for obj_id, prompt in prompts.items():
-            self._check_prompt(obj_id, prompt)
+            check_prompt(obj_id, prompt, self.frames)
         ids = list(prompts)
         tracks = [self._mask_object(i, p) for i, p in prompts.items() if isinstance(p, MaskPrompt)]
         ref_ids = [i for i in ids if not isinstance(prompts[i], MaskPrompt)]
@@ -229,7 +222,7 @@ class InferenceSession:
             raise UniPixelInputError(f"refine() clicks must share one frame, got frames {frames}; call it once per frame")
         frame_idx = frames[0]
         for click in clicks:
-            self._check_point(click.x_px, click.y_px, frame_idx)
+            check_point(click.x_px, click.y_px, frame_idx, self.frames)
         points = [(c.x_px, c.y_px) for c in clicks]
         labels = [int(c.positive) for c in clicks]
         coords = self._to_sam(torch.tensor(points, dtype=torch.float32))[None]
@@ -295,7 +288,7 @@ class InferenceSession:
             return True
         try:
             for done, pred in enumerate(job.steps, start=1):
-                _store(job.track, pred)
+                store(job.track, pred)
                 if max_frames is not None and done >= max_frames:
                     return False
             del self.pending[obj_id]
@@ -357,16 +350,14 @@ class InferenceSession:
         lo < f < hi are re-tracked and the rest are kept from ``base``."""
         sam2 = self.model.sam2
         device = next(sam2.parameters()).device
-        prompts = [_prompt_to(p, device) for p in prompts]
+        prompts = [prompt_to(p, device) for p in prompts]
         total = self.frames.num_frames
         side = sam2.image_size // 4
         if base is not None and stretch is not None:
             track = MaskTrack(obj_id, self.frames.size_hw, base.low_res_logits, base.object_scores.clone(),
                               base.ious.clone(), sorted(p.frame_idx for p in prompts), (stretch[1] + 1, stretch[2] - 1))
         else:
-            scores, ious = torch.full((total,), float("nan")), torch.full((total,), float("nan"))
-            track = MaskTrack(obj_id, self.frames.size_hw, _logit_store(total, side), scores, ious,
-                              sorted(p.frame_idx for p in prompts))
+            track = empty_track(obj_id, self.frames.size_hw, total, side, [p.frame_idx for p in prompts])
         self.pending.pop(obj_id, None)  # a new track supersedes an unfinished one
         steps = track_object(sam2, self.features, total, prompts, directions, stretch=stretch)
         deadline = self.track_deadline
@@ -375,9 +366,9 @@ class InferenceSession:
         for pred in steps:
             if stretch is not None and pred.frame_idx != stretch[0] and not stretch[1] < pred.frame_idx < stretch[2]:
                 continue  # another prompted frame: the annotator's, kept as it is
-            _store(track, pred)
+            store(track, pred)
             if deadline is not None and not pred.is_conditioning and time.monotonic() > deadline:
-                self.pending[obj_id] = _PendingTrack(track, steps)
+                self.pending[obj_id] = PendingTrack(track, steps)
                 break
         release_free_memory()  # this call's freed temporaries go back before the next (see heap.py)
         return track
@@ -432,64 +423,3 @@ class InferenceSession:
         if obj_id not in self.objects:
             raise UniPixelInputError(f"unknown object id [{obj_id}]; this session knows {sorted(self.objects) or 'none'}")
         return self.objects[obj_id]
-
-    def _check_frame(self, frame_idx: int) -> None:
-        if not 0 <= frame_idx < self.frames.num_frames:
-            raise UniPixelInputError(f"frame_idx {frame_idx} is out of range: the media has "
-                                     f"{self.frames.num_frames} frames (0..{self.frames.num_frames - 1})")
-
-    def _check_point(self, x: float, y: float, frame_idx: int) -> None:
-        self._check_frame(frame_idx)
-        height, width = self.frames.size_hw
-        if not (0 <= x <= width and 0 <= y <= height):
-            raise UniPixelInputError(f"point ({x}, {y}) is outside the {width}x{height} frame")
-
-    def _check_prompt(self, obj_id: int, prompt: VisualPrompt) -> None:
-        if isinstance(prompt, PointPrompt):
-            self._check_point(prompt.x_px, prompt.y_px, prompt.frame_idx)
-        elif isinstance(prompt, BoxPrompt):
-            self._check_point(prompt.x1_px, prompt.y1_px, prompt.frame_idx)
-            self._check_point(prompt.x2_px, prompt.y2_px, prompt.frame_idx)
-            if prompt.x2_px <= prompt.x1_px or prompt.y2_px <= prompt.y1_px:
-                raise UniPixelInputError(f"box of object [{obj_id}] must have x2 > x1 and y2 > y1, got "
-                                         f"({prompt.x1_px}, {prompt.y1_px}, {prompt.x2_px}, {prompt.y2_px})")
-        elif isinstance(prompt, MaskPrompt):
-            self._check_frame(prompt.frame_idx)
-            mask = to_numpy_mask(prompt.mask)
-            if mask.shape != self.frames.size_hw:
-                raise UniPixelInputError(f"mask of object [{obj_id}] is {mask.shape}, the frames are {self.frames.size_hw}")
-            if not mask.any():
-                raise UniPixelInputError(f"mask of object [{obj_id}] on frame {prompt.frame_idx} is empty")
-        else:
-            raise UniPixelInputError(f"unsupported prompt type {type(prompt).__name__} for object [{obj_id}]")
-
-
-def _store(track: MaskTrack, pred) -> None:
-    track.low_res_logits[pred.frame_idx] = pred.low_res_logits.float().cpu()
-    track.object_scores[pred.frame_idx], track.ious[pred.frame_idx] = pred.object_score, float(pred.ious.max())
-    note_frame_done()  # the frame's temporaries are freed: hand the heap's free pages back now and then
-
-
-# Above this many bytes, a track's logits live in a temporary file (memory flat in video length).
-_IN_MEMORY_LOGITS_BYTES = 32 << 20
-
-
-def _logit_store(total: int, side: int) -> torch.Tensor:
-    """float32 [total, side, side] low-res logits, disk-backed for long videos.
-
-    Untracked frames hold -inf in memory and 0 on disk (the file is left sparse: filling it wrote every frame when
-    the object was created, 2.5 GiB for 18,000 frames at 768 px); both read as empty masks, and the track's
-    ``object_scores`` (NaN) say which frames were tracked.
-    """
-    if total * side * side * 4 <= _IN_MEMORY_LOGITS_BYTES:
-        return torch.full((total, side, side), float("-inf"))
-    tmp = tempfile.TemporaryFile(prefix="unipixel-logits-")
-    tmp.truncate(total * side * side * 4)
-    store = np.memmap(tmp, dtype=np.float32, mode="r+", shape=(total, side, side))
-    return torch.from_numpy(store)  # the mapping outlives the (already unlinked) file
-
-
-def _prompt_to(prompt: ConditioningPrompt, device: torch.device) -> ConditioningPrompt:
-    move = (lambda t: None if t is None else t.to(device))
-    return ConditioningPrompt(prompt.frame_idx, move(prompt.hidden), move(prompt.point_coords),
-                              move(prompt.point_labels), move(prompt.mask), move(prompt.prev_logits))
