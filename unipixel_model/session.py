@@ -31,10 +31,10 @@ from unipixel_model.errors import UniPixelInputError
 from unipixel_model.feature_cache import SAM2FeatureCache, VisionCache, llm_frame_indices, to_numpy_mask
 from unipixel_model.heap import limit_heap_retention, release_free_memory
 from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, score_frame, track_object
-from unipixel_model.prompt_checks import check_point, check_prompt
 from unipixel_model.media import Frames, load_frames
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
 from unipixel_model.modeling import UniPixelInputs, UniPixelModel
+from unipixel_model.prompt_checks import check_point, check_prompt
 from unipixel_model.prompt_encoder import RefPrompt
 from unipixel_model.toy_grounding import stride8_features
 from unipixel_model.track_store import PendingTrack, empty_track, prompt_to, store
