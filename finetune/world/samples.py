@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from finetune.sample import TrainSample
+from finetune.sample import MAX_CORRECTIONS, TrainSample
 from finetune.world import sampling
 from finetune.world.expressions import describe, expressions
 from finetune.world.scene import Clip
@@ -42,6 +42,13 @@ class SampleMix:
     p_box: float = 0.4
     p_corrections: float = 0.4
     max_corrections: int = 2  # a sample with corrections has 1..max_corrections of them (MAX_CORRECTIONS at most)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_corrections <= 1.0:
+            raise ValueError(f"p_corrections is a probability, 0..1; got {self.p_corrections}")
+        if not 1 <= self.max_corrections <= MAX_CORRECTIONS:
+            raise ValueError(f"max_corrections must be 1..{MAX_CORRECTIONS} (a sample holds at most "
+                             f"{MAX_CORRECTIONS} corrections); got {self.max_corrections}")
 
 
 def clip_samples(clip: Clip, media: str | Path, rng: np.random.Generator, mix: SampleMix = SampleMix(),

@@ -83,3 +83,10 @@ def test_a_sample_mix_draws_up_to_max_corrections():
         clip = make_clip(seed, WorldConfig(num_frames=1))
         counts |= {s.corrections for s in clip_samples(clip, "x.png", np.random.default_rng(seed), mix)}
     assert counts == {1, 2, 3}
+
+
+@pytest.mark.parametrize("bad", [{"max_corrections": 0}, {"max_corrections": 4}, {"p_corrections": 1.5}])
+def test_a_sample_mix_refuses_corrections_a_sample_cannot_hold(bad):
+    """Caught when the mix is made, not as a numpy error or a SampleError halfway through rendering a phase."""
+    with pytest.raises(ValueError, match="corrections"):
+        SampleMix(**bad)
