@@ -31,6 +31,7 @@ import time
 import numpy as np
 import torch
 
+from finetune.metrics import db_eval_iou
 from finetune.world import sampling
 from finetune.world.evaluate import EVAL_SEED_START
 from finetune.world.scene import WorldConfig, make_clip
@@ -39,10 +40,6 @@ from unipixel_model.types import PointPrompt
 SETS = (("stills", WorldConfig(num_frames=1), 3000),
         ("touching twins", WorldConfig(num_frames=1, p_touch=1.0, objects=(2, 4)), 3100),
         ("videos", WorldConfig(num_frames=6), 3200))
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 def corrections_on(model, tokenizer, config: WorldConfig, seeds: range, corrections: int
@@ -60,14 +57,15 @@ def corrections_on(model, tokenizer, config: WorldConfig, seeds: range, correcti
         truth = clip.masks[obj, frame]
         session = InferenceSession.open(model, tokenizer, clip.frames)
         mask = session.refer({1: sampling.click(clip, obj, frame, rng)}, ask=False).tracks[0].mask(frame)
-        curve = [_iou(mask, truth)]
+        curve = [float(db_eval_iou(truth, mask))]
         for _ in range(corrections):
             click = sampling.correction_click(truth, mask, rng)
-            if click is not None:
-                click = PointPrompt(click.x_px, click.y_px, frame, positive=click.positive)
-                mask = session.refine(1, [click]).mask(frame)
-                changes.append((click.positive, _iou(mask, truth) - curve[-1]))
-            curve.append(_iou(mask, truth) if click is not None else curve[-1])
+            if click is None:  # nothing left to correct
+                curve.append(curve[-1])
+                continue
+            mask = session.refine(1, [PointPrompt(click.x_px, click.y_px, frame, positive=click.positive)]).mask(frame)
+            curve.append(float(db_eval_iou(truth, mask)))
+            changes.append((click.positive, curve[-1] - curve[-2]))
         curves.append(curve)
     return np.array(curves), changes
 
