@@ -28,7 +28,8 @@ class PendingTrack:
 
 
 def empty_track(obj_id: int, size_hw: tuple[int, int], total: int, side: int, prompt_frames: list[int]) -> MaskTrack:
-    """A :class:`MaskTrack` of ``total`` untracked frames, logits [total, side, side] (see :func:`logit_store`)."""
+    """A :class:`MaskTrack` of ``total`` untracked frames of original size ``size_hw`` (H, W) px: logits float32
+    [total, side, side], ``side`` SAM 2's low-res mask side (its input size / 4); ``prompt_frames`` 0-based."""
     scores, ious = torch.full((total,), float("nan")), torch.full((total,), float("nan"))
     return MaskTrack(obj_id, size_hw, logit_store(total, side), scores, ious, sorted(prompt_frames))
 
