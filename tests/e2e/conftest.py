@@ -1,6 +1,7 @@
-"""End-to-end fixtures: our backend (``python -m backend serve``, ``UNIPIXEL_MODEL=tiny``) next to a real
-Label Studio 1.23.2, a real redis-server, a short real clip cut from the sample video in the LS wheel, a synthetic
-shapes image, and a headless Chromium driving the LS editor (``editor``, see ``tests/e2e/editor.py``)."""
+"""End-to-end fixtures: our backend (``python -m backend serve``, ``UNIPIXEL_MODEL=tiny``; ``toy_backend`` serves the
+toy model) next to a real Label Studio 1.23.2, a real redis-server, a short real clip cut from the sample video in
+the LS wheel, a synthetic shapes image, and a headless Chromium driving the LS editor (``editor``, see
+``tests/e2e/editor.py``)."""
 
 from __future__ import annotations
 
@@ -133,6 +134,31 @@ def backend_server(e2e_env, tmp_path_factory):
         pytest.fail(f"backend_server fixture: {err}", pytrace=False)
     finally:
         server.stop()
+
+
+def _serve_toy(e2e_env, tmp_path_factory, name: str, **env):
+    """``python -m backend serve`` with ``UNIPIXEL_MODEL=toy`` and ``env`` (the toy model's browser tests)."""
+    server = BackendServer(dict(e2e_env, UNIPIXEL_MODEL="toy", **env), tmp_path_factory.mktemp(name) / "backend.log")
+    try:
+        yield server.wait()
+    except RuntimeError as err:
+        pytest.fail(f"{name} fixture: {err}", pytrace=False)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def toy_backend(e2e_env, tmp_path_factory):
+    """The toy backend with an interactive budget that lets the whole track of a 24-frame clip come back in the
+    call."""
+    yield from _serve_toy(e2e_env, tmp_path_factory, "toy-backend", UNIPIXEL_INTERACTIVE_BUDGET_S="120")
+
+
+@pytest.fixture(scope="module")
+def toy_backend_stored_small(e2e_env, tmp_path_factory):
+    """The toy backend storing frames with a longer side of 160 px (``UNIPIXEL_FRAME_MAX_SIDE``): a 320x240 still is
+    kept at 160x120, as a 4K clip is kept at 1024x576 by default."""
+    yield from _serve_toy(e2e_env, tmp_path_factory, "toy-backend-small", UNIPIXEL_FRAME_MAX_SIDE="160")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from finetune.world import writers
 from finetune.world.evaluate import EVAL_SEED_START
 from finetune.world.expressions import expressions
 from finetune.world.scene import WorldConfig, make_clip
-from tests.e2e.conftest import BackendServer, create_project
+from tests.e2e.conftest import create_project
 from tests.e2e.test_editor_flows import (_accept_pending, _brush_ids, _click, _decisions, _saved, _start_boxing,
                                           _start_clicking)
 
@@ -27,31 +27,6 @@ FRAME_LIST = WorldConfig(num_frames=6, resolutions_wh=((320, 240),), objects=(1,
                          size_range=(0.2, 0.3), speed_range=(0.01, 0.015), p_enter=0.0, p_leave=0.0, p_turn=0.0)
 VIDEO = WorldConfig(num_frames=24, resolutions_wh=((320, 240),), objects=(1, 2), backgrounds=("plain",),
                     size_range=(0.2, 0.35), fps=10.0, p_enter=0.0, p_leave=0.0)
-
-
-def _serve_toy(e2e_env, tmp_path_factory, name: str, **env):
-    """``python -m backend serve`` with ``UNIPIXEL_MODEL=toy`` and ``env``, for one module's tests."""
-    server = BackendServer(dict(e2e_env, UNIPIXEL_MODEL="toy", **env), tmp_path_factory.mktemp(name) / "backend.log")
-    try:
-        yield server.wait()
-    except RuntimeError as err:
-        pytest.fail(f"{name} fixture: {err}", pytrace=False)
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def toy_backend(e2e_env, tmp_path_factory):
-    """The toy backend with an interactive budget that lets the whole track of a 24-frame clip come back in the
-    call."""
-    yield from _serve_toy(e2e_env, tmp_path_factory, "toy-backend", UNIPIXEL_INTERACTIVE_BUDGET_S="120")
-
-
-@pytest.fixture(scope="module")
-def toy_backend_stored_small(e2e_env, tmp_path_factory):
-    """The toy backend storing frames with a longer side of 160 px (``UNIPIXEL_FRAME_MAX_SIDE``): a 320x240 still is
-    kept at 160x120, as a 4K clip is kept at 1024x576 by default."""
-    yield from _serve_toy(e2e_env, tmp_path_factory, "toy-backend-small", UNIPIXEL_FRAME_MAX_SIDE="160")
 
 
 def _bar(met: bool, measured: str) -> None:
