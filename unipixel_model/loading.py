@@ -215,8 +215,9 @@ def resolve_checkpoint(name_or_path: str | Path, cache_dir: Path | None = None) 
         return materialize(text, cache_dir or Path.home() / ".cache" / "unipixel")
     if text == TOY_NAME:
         if not (TOY_DIR / SAFETENSORS_SINGLE).is_file():
-            raise FileNotFoundError(f"the toy checkpoint is not in {TOY_DIR}; rebuild it with `python -m finetune toy "
-                                    f"--minutes 45 --out {TOY_DIR}` (README: The toy model)")
+            raise FileNotFoundError(f"the toy checkpoint is not in {TOY_DIR}; restore it (`git checkout -- {TOY_DIR}`) "
+                                    f"or train one with `python -m finetune toy --minutes 45 --out {TOY_DIR}` (README: "
+                                    "The toy model)")
         return TOY_DIR
     if text == TINY_NAME:
         from unipixel_model.presets import build_tiny_checkpoint

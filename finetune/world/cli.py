@@ -5,7 +5,8 @@
     python -m finetune evaluate --model toy                       # J/F/J&F per prompt kind, held-out seeds
     python -m finetune evaluate --model toy --adapter data/models/7-20261129-120000 --json report.json
     python -m finetune world --out demo/ --clips 1 --formats mp4,frames,davis,ls   # media + LS tasks
-    python -m finetune toy --minutes 45 --out toy/                # reproduce the shipped toy checkpoint (42 min)
+    python -m finetune toy --minutes 45 --out toy/                # a toy model in 45 minutes on 2 CPU cores
+    python -m finetune toy --steps-from unipixel_model/toy --out toy/   # the shipped toy's steps (about an hour)
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--out", required=True, help="checkpoint folder to create")
     toy.add_argument("--work", default=None, help="folder for the rendered training clips (default: <out>.work)")
     toy.add_argument("--minutes", type=float, default=None, help="scale every phase's steps by one factor so "
-                     "the run takes about this many minutes on 2 CPU cores")
+                     "the whole run takes about this many minutes on 2 CPU cores")
+    toy.add_argument("--steps-from", default=None, help="train each phase the steps this checkpoint's "
+                     "toy_training.json records, e.g. unipixel_model/toy: reproduce the shipped toy (about an hour)")
     toy.add_argument("--shapes", default=None, help="train on these shapes only (comma list), e.g. a base model "
                      "without one category for the active-learning check (use its own --work folder)")
     toy.add_argument("--init", default=None, help="start from this checkpoint instead of random weights")
@@ -144,19 +147,18 @@ def run_world(args: argparse.Namespace) -> int:
 
 
 def run_toy(args: argparse.Namespace) -> int:
-    from finetune.world.toy import scaled_steps, train_toy, trainer_recipes
+    from finetune.world.toy import plan_steps, train_toy
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
     shapes = tuple(s.strip() for s in args.shapes.split(",")) if args.shapes else None
     try:  # every refusal before the first clip is rendered
         phases, init = _toy_phases_and_init(args.phases, args.init)
-        if args.minutes is not None:
-            scaled_steps(trainer_recipes(phases), args.minutes)
+        steps = plan_steps(phases, args.minutes, Path(args.steps_from) if args.steps_from else None)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary = train_toy(out, work, minutes=args.minutes, phases=phases, shapes=shapes, init=init)
+    summary = train_toy(out, work, steps=steps, phases=phases, shapes=shapes, init=init)
     print(json.dumps(summary, indent=2))
     return 0
 

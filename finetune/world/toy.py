@@ -19,20 +19,22 @@ Eight phases, each but the seventh a recipe in ``finetune/configs/`` plus the wo
 7. ``toy_grounding``: the text-grounding head alone (:mod:`unipixel_model.toy_grounding`, its own loop over frozen
    SAM 2 features, :mod:`finetune.world.grounding`) on text queries of new videos and phase 3's stills: the toy's
    LLM does not bring a query's words to ``<|seg|>`` (README: The toy model). 30,000 steps, about 5 minutes with
-   rendering; ``--minutes`` does not scale it;
+   rendering; ``--minutes`` plans those 5 minutes and scales the other phases;
 8. ``toy_clicks``: SAM 2 alone, its image encoder frozen (so phase 7's features stay), on clicks and boxes that each
    get 1-3 correction clicks where an annotator puts them (deep inside the largest error, ``correction_point:
    center``), on stills that include touching same-colour twins: after phase 6 corrections hardly changed a mask.
-   ``--minutes`` does not scale it either (it came after the shipped phases 1-6 were trained).
 
 Training seeds start at :data:`~finetune.world.evaluate.TRAIN_SEED_START`; evaluation seeds are far
 above. The result is written fp16 in the official layout (plus the head's ``toy_grounding.*`` tensors) with its
-tokenizer, ``toy_training.json`` (losses per step) and ``loss.png``. The shipped checkpoint is what ``python -m
-finetune toy --minutes 45 --out DIR`` writes: phases 1-6 scaled by 0.59 (42 minutes on 2 idle CPU cores, the same
-bytes in both runs measured on 2026-12-06 on one machine; another machine's float kernels train other bytes of the
-same quality, see the README), then phase 7 (5 minutes; shipped from ``--init`` with the 42-minute
-checkpoint, ``--phases toy_grounding``), then phase 8 (12 minutes; shipped from ``--init`` with that one,
-``--phases toy_clicks``). Without ``--minutes`` phases 1-6 run their recipes' full steps (70 minutes,
+tokenizer, ``toy_training.json`` (steps and losses per phase) and ``loss.png``. ``--minutes M`` scales every phase
+but the grounding head's by one factor so that the whole run takes about M minutes on 2 CPU cores.
+``python -m finetune toy --steps-from unipixel_model/toy --out DIR`` trains the shipped checkpoint's phases with the
+steps its ``toy_training.json`` records, about an hour. The shipped one was made in three steps, so it was rounded to
+fp16 twice where that run keeps fp32 between phases: phases 1-6 scaled by 0.59 (42 minutes
+on 2 idle CPU cores, the same bytes in both runs measured on 2026-12-06 on one machine; another machine's float
+kernels train other bytes of the same quality, see the README), then phase 7 (5 minutes, ``--init`` with that
+checkpoint, ``--phases toy_grounding``), then phase 8 (12 minutes, ``--init`` with that one, ``--phases
+toy_clicks``). Without either option every phase runs its recipe's full steps (phases 1-6 took 70 minutes,
 measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering). CI never trains: it uses
 the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint.
 """
@@ -73,7 +75,6 @@ class ToyPhase:
     still_first_seed: int = 0
     grounding_steps: int = 0  # > 0: not a recipe; trains the text-grounding head alone (finetune/world/grounding.py)
     p_touch: float = 0.0  # the world's p_touch: same-colour twins that touch (what a negative click must split)
-    scaled: bool = True  # False: --minutes leaves the recipe's max_steps as they are
 
 
 PHASES = (
@@ -105,7 +106,7 @@ PHASES = (
     ToyPhase("toy_clicks", clips=300, num_frames=16, first_seed=TRAIN_SEED_START + 130_000,
              mix=SampleMix(mem_prompt=2.0, mem_mask=0.0, seg=0.0, region=0.0, ref=0.0, max_window=4,
                            p_corrections=1.0, max_corrections=3),
-             still_clips=3000, still_first_seed=TRAIN_SEED_START + 140_000, p_touch=0.3, scaled=False),
+             still_clips=3000, still_first_seed=TRAIN_SEED_START + 140_000, p_touch=0.3),
 )
 
 
@@ -143,14 +144,14 @@ def rendered(clip, work: Path) -> Path:
     return media
 
 
-def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple[ToyPhase, ...] = PHASES,
+def train_toy(out: Path, work: Path, steps: dict[str, int] | None = None, phases: tuple[ToyPhase, ...] = PHASES,
               shapes: tuple[str, ...] | None = None, init: Path | None = None) -> dict:
     """Run the phases from random weights (or from the checkpoint ``init``); write the fp16 checkpoint to ``out``.
 
     Args:
+        steps: phase (recipe name) -> steps to train, from :func:`plan_steps` (``--minutes``, ``--steps-from``); a
+            phase it does not name trains its recipe's ``max_steps`` (the grounding head: its ``grounding_steps``).
         shapes: the shapes the world draws (None: all but the held-out ``cross``).
-        minutes: when given, every phase's ``max_steps`` is scaled by one factor so that the run takes about this
-            long on 2 CPU cores (:func:`scaled_steps`); None keeps the recipes' step counts.
         init: start from this checkpoint; its ``toy_training.json`` (phases and losses) is carried over.
     Returns:
         A summary: per phase the steps, seconds, final losses and skipped samples.
@@ -163,7 +164,7 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
     summary: dict = {"phases": earlier["phases"]}
     started = time.time()
     history = earlier["history"]
-    steps = None if minutes is None else scaled_steps(trainer_recipes(phases), minutes)
+    steps = steps or {}
     for n, phase in enumerate(phases):
         samples = render_phase(phase, work, shapes)
         last = out if n == len(phases) - 1 else work / f"after-{phase.recipe}"
@@ -171,14 +172,15 @@ def train_toy(out: Path, work: Path, minutes: float | None = None, phases: tuple
         if phase.grounding_steps:
             from finetune.world.grounding import train_grounding_phase
 
-            result = train_grounding_phase(checkpoint, last, samples, phase.grounding_steps, dtype)
+            result = train_grounding_phase(checkpoint, last, samples, steps.get(phase.recipe, phase.grounding_steps),
+                                           dtype)
             history += [{"phase": phase.recipe, "loss": math.nan, "lm": math.nan, "seg": math.nan, "grounding": l}
                         for l in result.pop("losses")]
             summary["phases"].append(result)
             checkpoint = last
             continue
         recipe = load_recipe(phase.recipe)
-        if steps is not None and recipe.name in steps:
+        if recipe.name in steps:
             recipe = dataclasses.replace(recipe, max_steps=steps[recipe.name])
         trainer = Trainer.from_recipe(recipe, checkpoint=checkpoint)
         result = trainer.train(samples, progress=lambda step, total, loss, eta: logger.info(
@@ -211,8 +213,35 @@ def select_phases(names: str | None) -> tuple[ToyPhase, ...]:
 
 def trainer_recipes(phases: tuple[ToyPhase, ...]) -> list:
     """The recipes that ``--minutes`` scales: the phases the stage-3 trainer runs (every one but the grounding
-    head's), less the unscaled ones (``toy_clicks``, added after the shipped phases 1-6 were trained)."""
-    return [load_recipe(p.recipe) for p in phases if not p.grounding_steps and p.scaled]
+    head's, whose time is planned as :data:`GROUNDING_SECONDS`)."""
+    return [load_recipe(p.recipe) for p in phases if not p.grounding_steps]
+
+
+def plan_steps(phases: tuple[ToyPhase, ...], minutes: float | None = None,
+               steps_from: Path | None = None) -> dict[str, int]:
+    """Phase (recipe name) -> steps to train, for :func:`train_toy`: the whole run scaled to ``minutes`` on 2 CPU
+    cores (:func:`scaled_steps`), or the steps the checkpoint ``steps_from`` was trained with (its
+    ``toy_training.json``: reproducing it), or {} (every recipe's own steps).
+
+    Raises:
+        ValueError: both given, a bad ``minutes``, or a phase ``steps_from``'s log has no steps for.
+    """
+    if minutes is not None and steps_from is not None:
+        raise ValueError("give --minutes or --steps-from, not both: --steps-from already fixes every phase's steps")
+    if steps_from is not None:
+        if not (Path(steps_from) / "toy_training.json").is_file():
+            raise ValueError(f"{Path(steps_from) / 'toy_training.json'} does not exist: --steps-from takes a checkpoint "
+                             "that python -m finetune toy wrote, e.g. unipixel_model/toy")
+        logged = {p["recipe"]: int(p["steps"]) for p in training_log(steps_from)["phases"]}  # the last run of each
+        missing = [p.recipe for p in phases if p.recipe not in logged]
+        if missing:
+            raise ValueError(f"{Path(steps_from) / 'toy_training.json'} records no steps for {missing} (it has "
+                             f"{sorted(logged)}); give --minutes instead, or leave those phases out with --phases")
+        return {p.recipe: logged[p.recipe] for p in phases}
+    if minutes is not None:
+        return scaled_steps(trainer_recipes(phases), minutes, GROUNDING_SECONDS * sum(1 for p in phases
+                                                                                      if p.grounding_steps))
+    return {}
 
 
 def training_log(checkpoint: Path) -> dict:
@@ -233,11 +262,14 @@ def training_log(checkpoint: Path) -> dict:
     return {"phases": log.get("phases", []), "history": log.get("history", []), "seconds": log.get("seconds", 0)}
 
 
-# Seconds per step on 2 idle CPU cores and seconds one phase's clips take to render (474 s for the six), measured in
-# a full run from scratch (python -m finetune toy, 2026-12-05: 70 minutes): what --minutes plans with.
-STEP_SECONDS = {"toy_stills": 0.084, "toy_videos": 0.287, "toy_describe": 0.035, "toy_describe_text": 0.039,
-                "toy_masks": 0.156, "toy_tracks": 0.352}
-RENDER_SECONDS = 79.0
+# What --minutes plans with: seconds per step on 2 idle CPU cores, the seconds each trainer phase spends besides its
+# steps (rendering its clips, loading and saving the model) and the seconds of the grounding head's whole phase.
+# Measured in one run of python -m finetune toy --minutes 45 (2026-12-06, 49 minutes on idle cores: 1,859 s of
+# steps, 353 s for the grounding head, 732 s besides); the plan before it left 4 minutes of loading and saving out.
+STEP_SECONDS = {"toy_stills": 0.085, "toy_videos": 0.292, "toy_describe": 0.033, "toy_describe_text": 0.044,
+                "toy_masks": 0.147, "toy_tracks": 0.303, "toy_clicks": 0.169}
+RENDER_SECONDS = 105.0
+GROUNDING_SECONDS = 355.0
 
 
 def planned_seconds(recipes: list) -> float:
@@ -246,23 +278,25 @@ def planned_seconds(recipes: list) -> float:
     return sum(r.max_steps * STEP_SECONDS.get(r.name, 0.5) + RENDER_SECONDS for r in recipes)
 
 
-def scaled_steps(recipes: list, minutes: float) -> dict[str, int]:
+def scaled_steps(recipes: list, minutes: float, fixed_seconds: float = 0.0) -> dict[str, int]:
     """Recipe name -> ``max_steps``, every phase's steps scaled by one factor (never above the recipe's own) so that
-    :func:`planned_seconds` fits ``minutes``.
+    :func:`planned_seconds` plus ``fixed_seconds`` (phases that are not scaled) fits ``minutes``.
 
     Raises:
-        ValueError: ``minutes`` is not a finite number, or does not cover the rendering (with the least that does).
+        ValueError: ``minutes`` is not a finite number, or does not cover the rendering and the fixed phases (with
+            the least that does).
     """
     if not math.isfinite(minutes):  # nan would plan the full run without a word (min(1.0, nan) is 1.0)
         raise ValueError(f"--minutes {minutes:g} is not a number of minutes; give e.g. --minutes 45")
-    if not recipes:  # only unscaled phases (7, the grounding head; 8, toy_clicks)
+    if not recipes:  # only the grounding head's phase
         return {}
-    render = RENDER_SECONDS * len(recipes)
-    train = planned_seconds(recipes) - render
-    if minutes * 60 <= render:
-        raise ValueError(f"--minutes {minutes:g} leaves no time to train: rendering the clips of {len(recipes)} "
-                         f"phases takes about {render / 60:.0f} minutes; give at least {render / 60 + 1:.0f}")
-    factor = min(1.0, (minutes * 60 - render) / train)
+    untrained = RENDER_SECONDS * len(recipes) + fixed_seconds
+    train = planned_seconds(recipes) - RENDER_SECONDS * len(recipes)
+    if minutes * 60 <= untrained:
+        raise ValueError(f"--minutes {minutes:g} leaves no time to train: rendering, loading and saving "
+                         f"{len(recipes)} phases{' and the grounding head' if fixed_seconds else ''} takes about "
+                         f"{untrained / 60:.0f} minutes; give at least {untrained / 60 + 1:.0f}")
+    factor = min(1.0, (minutes * 60 - untrained) / train)
     return {r.name: max(1, int(r.max_steps * factor)) for r in recipes}
 
 

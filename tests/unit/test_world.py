@@ -799,6 +799,8 @@ def test_toy_phases_are_chosen_by_name_in_training_order():
     (["--minutes", "5"], "--minutes 5 leaves no time to train"),
     (["--minutes", "nan"], "--minutes nan is not a number of minutes"),
     (["--minutes", "inf"], "--minutes inf is not a number of minutes"),
+    (["--minutes", "45", "--steps-from", "unipixel_model/toy"], "give --minutes or --steps-from, not both"),
+    (["--steps-from", "no-such-checkpoint"], "no-such-checkpoint/toy_training.json does not exist"),
 ])
 def test_toy_command_refuses_bad_phases_and_a_bad_or_absent_init_before_training(tmp_path, capsys, args, message):
     from finetune.__main__ import main
@@ -824,37 +826,49 @@ def test_toy_command_refuses_an_init_whose_training_log_is_unreadable(tmp_path, 
 
 
 def test_toy_minutes_scale_every_phase_by_one_factor_to_fit_the_budget():
-    """--minutes 45 must shrink every phase alike (it gave each phase an equal share of the time, so the short
-    description phases trained longer than in a full run), and the planned seconds must fit the budget."""
-    from finetune.world.toy import PHASES, planned_seconds, scaled_steps, trainer_recipes
+    """--minutes 45 must shrink every trainer phase alike (it gave each phase an equal share of the time, so the short
+    description phases trained longer than in a full run), and the whole run, the grounding head's phase included,
+    must fit the budget: --minutes 45 took an hour while phases 7 and 8 were left out of the plan."""
+    from finetune.world.toy import (GROUNDING_SECONDS, PHASES, planned_seconds, plan_steps, scaled_steps,
+                                    trainer_recipes)
 
-    recipes = trainer_recipes(PHASES)  # phase 7 (the grounding head) and phase 8 (clicks) are not scaled
+    recipes = trainer_recipes(PHASES)  # every phase but the grounding head's (7), whose time is fixed
+    assert [r.name for r in recipes] == [p.recipe for p in PHASES if p.recipe != "toy_grounding"]
     full = planned_seconds(recipes)
-    assert 60 * 60 <= full <= 90 * 60, full  # a full run: 70 minutes on 2 CPU cores (README)
-    steps = scaled_steps(recipes, minutes=45)
+    assert 70 * 60 <= full <= 95 * 60, full  # a full run: 70 minutes for phases 1-6, 11 more for phase 8 (README)
+    steps = plan_steps(PHASES, minutes=45)
     factors = [steps[r.name] / r.max_steps for r in recipes]
     assert max(factors) - min(factors) < 0.01 and max(factors) < 1, factors
     scaled = [dataclasses.replace(r, max_steps=steps[r.name]) for r in recipes]
-    assert 40 * 60 <= planned_seconds(scaled) <= 45 * 60, planned_seconds(scaled)
+    assert 40 * 60 <= planned_seconds(scaled) + GROUNDING_SECONDS <= 45 * 60, planned_seconds(scaled)
     assert scaled_steps(recipes, minutes=1000) == {r.name: r.max_steps for r in recipes}  # never more than planned
     with pytest.raises(ValueError, match="--minutes 5 leaves no time to train"):
         scaled_steps(recipes, minutes=5)
 
 
-def test_the_shipped_toy_is_what_toy_minutes_45_trains():
-    """README: the shipped checkpoint is what ``python -m finetune toy --minutes 45`` writes. Its training log must
-    record every phase, in order, with the steps that command plans today: a change to a recipe, a phase or
-    ``STEP_SECONDS`` that the shipped checkpoint was not retrained for fails here."""
-    from finetune.recipe import load_recipe
-    from finetune.world.toy import PHASES, scaled_steps, trainer_recipes, training_log
+def test_the_shipped_toy_is_what_steps_from_reproduces():
+    """README: ``python -m finetune toy --steps-from unipixel_model/toy`` reproduces the shipped checkpoint. Its
+    training log must record every phase of the command, in order, once, so that from random weights that command runs
+    them all with the shipped steps; the grounding head's steps are its phase's own."""
+    from finetune.world.toy import PHASES, plan_steps, training_log
     from unipixel_model.loading import TOY_DIR
 
-    planned = scaled_steps(trainer_recipes(PHASES), minutes=45)
-    shipped = [(p["recipe"], p["steps"]) for p in training_log(TOY_DIR)["phases"]]
-    # phases 7 and 8 are not scaled: their own steps
-    expected = [(p.recipe, p.grounding_steps or planned.get(p.recipe) or load_recipe(p.recipe).max_steps)
-                for p in PHASES]
-    assert shipped == expected, shipped
+    shipped = [p["recipe"] for p in training_log(TOY_DIR)["phases"]]
+    assert shipped == [p.recipe for p in PHASES], shipped
+    steps = plan_steps(PHASES, steps_from=TOY_DIR)
+    assert steps["toy_grounding"] == PHASES[6].grounding_steps and steps["toy_clicks"] == 5000, steps
+    assert steps["toy_stills"] == 3566, steps  # 0.59 of 6,000: the 42-minute run of phases 1-6 (README)
+
+
+def test_toy_steps_from_refuses_minutes_and_a_log_without_the_phases(tmp_path):
+    from finetune.world.toy import PHASES, plan_steps, select_phases
+
+    with pytest.raises(ValueError, match="give --minutes or --steps-from, not both"):
+        plan_steps(PHASES, minutes=45, steps_from=tmp_path)
+    (tmp_path / "toy_training.json").write_text('{"phases": [{"recipe": "toy_stills", "steps": 10}]}')
+    assert plan_steps(select_phases("toy_stills"), steps_from=tmp_path) == {"toy_stills": 10}
+    with pytest.raises(ValueError, match=r"records no steps for \['toy_videos'\]"):
+        plan_steps(select_phases("toy_stills,toy_videos"), steps_from=tmp_path)
 
 
 def test_the_held_out_sets_are_drawn_as_before():
@@ -916,16 +930,6 @@ def test_striped_objects_show_their_colour_and_another_and_their_masks_cover_bot
     assert all(o.stripe_rgb is None for o in make_clip(930000, world_config(args)).objects)
     with pytest.raises(ValueError, match="p_striped"):
         WorldConfig(p_striped=-0.1)
-
-
-def test_toy_minutes_leave_the_clicks_phase_its_own_steps():
-    """Phase 8 (``toy_clicks``) came after the shipped phases 1-6 were trained: ``--minutes`` must not count it, or
-    ``--minutes 45`` would give phases 1-6 another factor than the one the shipped checkpoint was trained with."""
-    from finetune.world.toy import PHASES, scaled_steps, select_phases, trainer_recipes
-
-    assert "toy_clicks" not in scaled_steps(trainer_recipes(PHASES), minutes=45)
-    assert trainer_recipes(select_phases("toy_clicks")) == []
-    assert scaled_steps(trainer_recipes(PHASES), minutes=45)["toy_stills"] == 3566  # the shipped run's, 0.59 of 6,000
 
 
 def test_toy_minutes_with_the_grounding_phase_alone_plans_no_recipe():
