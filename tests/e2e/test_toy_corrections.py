@@ -59,8 +59,8 @@ def _correct(ls, backend, editor, seed: int, auto_accept: bool, positive: bool) 
         assert _brush_ids(call) == [region]  # the same object, corrected in place
         mask = _returned_mask(call, height, width)
         fix = sampling.correction_click(truth, mask, rng)
-    if [r for r in editor.regions() if not r["suggestion"]]:
-        editor.set_all_regions_hidden(False)  # show the corrected mask in the screenshot
+    if auto_accept:  # show the accepted mask in the screenshot (suggestions are never hidden)
+        editor.set_all_regions_hidden(False)
     editor.screenshot(f"scene-{seed}-corrected")
     _accept_pending(editor)
     editor.submit()
