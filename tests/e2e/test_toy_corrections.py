@@ -32,6 +32,7 @@ MAX_CORRECTIONS = 2
 
 
 def _fraction(point, height: int, width: int) -> tuple[float, float]:
+    """(x, y) of a ``PointPrompt`` (pixels of the H x W image) as fractions of the image, as ``editor.click`` takes."""
     return point.x_px / width, point.y_px / height
 
 
