@@ -108,7 +108,8 @@ class Engine:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         logger.info("loading %s on %s", self.settings.model, device)
         path = resolve_checkpoint(self.settings.model)
-        self._model = from_pretrained(path, device=device)
+        self._model = from_pretrained(path, device=device, sam2_image_size=self.settings.sam2_image_size or None)
+        logger.info("SAM 2 reads %d px frames", self._model.config.sam2_image_size)
         self._tokenizer = load_tokenizer(path)
 
     def _activate(self, version: str | None) -> None:

@@ -35,6 +35,7 @@ from finetune.metrics import db_eval_iou
 from finetune.world import sampling
 from finetune.world.evaluate import EVAL_SEED_START
 from finetune.world.scene import WorldConfig, make_clip
+from unipixel_model.sam2_side import sam2_side_argument
 from unipixel_model.types import PointPrompt
 
 SETS = (("stills", WorldConfig(num_frames=1), 3000),
@@ -75,12 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="toy", help="toy, or a checkpoint folder (default toy)")
     parser.add_argument("--clips", type=int, default=30, help="held-out clips per set (default 30)")
     parser.add_argument("--corrections", type=int, default=3, help="correction clicks per clip (default 3)")
+    parser.add_argument("--sam2-image-size", type=sam2_side_argument, default=None,
+                        help="SAM 2's input side in pixels instead of the checkpoint's")
     args = parser.parse_args(argv)
     from unipixel_model.loading import from_pretrained, resolve_checkpoint
     from unipixel_model.tokenization import load_tokenizer
 
     path = resolve_checkpoint(args.model)
-    model, tokenizer = from_pretrained(path).eval(), load_tokenizer(path)
+    model, tokenizer = from_pretrained(path, sam2_image_size=args.sam2_image_size).eval(), load_tokenizer(path)
     started = time.time()
     print(f"model {args.model}, {args.clips} clips a set\n")
     print("| set | after 0..N corrections | positive clicks: n, mean change | negative clicks: n, mean change |")

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend.converters.annotation import MediaShape
 from backend.errors import MediaError, PromptError
@@ -26,6 +27,9 @@ from finetune.gather import GatheredAnnotation, gather
 from finetune.sample import TrainSample, split_by_task
 from finetune.settings import FinetuneSettings
 from unipixel_model.errors import UniPixelInputError
+
+if TYPE_CHECKING:
+    from finetune.recipe import TrainRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,14 @@ def scheduled_training(spec: dict) -> dict:
     return TrainingQueue(redis, settings.train_queue, policy).enqueue(project_id, "schedule")
 
 
+def served_recipe(recipe: TrainRecipe, settings: FinetuneSettings) -> TrainRecipe:
+    """The recipe a job trains with: SAM 2 at the side the server serves at (``UNIPIXEL_SAM2_IMAGE_SIZE``), so the
+    held-out scores in ``/versions`` are the served model's, unless the recipe sets its own ``sam2_image_size``."""
+    if recipe.sam2_image_size or not settings.sam2_image_size:
+        return recipe
+    return dataclasses.replace(recipe, sam2_image_size=settings.sam2_image_size)
+
+
 class _Reporter:
     """Writes progress to the RQ job's meta (when running under RQ) and the log."""
 
@@ -127,7 +139,7 @@ class FinetuneRun:
                                                             self.skipped_tasks)})
         from finetune.trainer import Trainer
 
-        trainer = Trainer.from_recipe(self.recipe, checkpoint=self.settings.model,
+        trainer = Trainer.from_recipe(served_recipe(self.recipe, self.settings), checkpoint=self.settings.model,
                                       frame_max_side=self.settings.frame_max_side)
         before = self._evaluate(trainer, holdout, "before")
         result = trainer.train(train, progress=self._progress)

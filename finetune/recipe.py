@@ -17,6 +17,7 @@ import yaml
 
 from unipixel_model.finetune_targets import LORA_TARGET_REGEX
 from unipixel_model.processor import BASE_MAX_PIXELS, MIN_PIXELS
+from unipixel_model.sam2_side import check_sam2_image_size
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 # Where a simulated correction click lands: "uniform", any pixel of the larger error (leak or miss), as SAM 2's
@@ -72,6 +73,8 @@ class TrainRecipe:
         frames_per_video: the LLM pixel budget per frame scales with ``frames_per_video / T``.
         llm_min_pixels / llm_max_pixels: per-frame pixel budget of the LLM frames (before scaling);
             null: the model config's (what the session serves with).
+        sam2_image_size: SAM 2's input side in pixels while training (a multiple of 16), written into a
+            ``full_model`` checkpoint; null: the checkpoint's own (what it serves with). The toy's phases set it.
         max_tokens: samples whose prompt exceeds this are skipped.
         sample_objects: at most this many ``<|seg|>`` objects per sample go to SAM 2.
         seed: seeds data order, LoRA init, dropout and object subsampling.
@@ -109,6 +112,7 @@ class TrainRecipe:
     frames_per_video: int = 8
     llm_min_pixels: int | None = MIN_PIXELS
     llm_max_pixels: int | None = BASE_MAX_PIXELS
+    sam2_image_size: int | None = None
     max_tokens: int = 40960
     sample_objects: int = 5
     seed: int = 42
@@ -134,6 +138,11 @@ class TrainRecipe:
                 raise RecipeError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise RecipeError(f"max_steps must be > 0 or null, got {self.max_steps}")
+        if self.sam2_image_size is not None:
+            try:
+                check_sam2_image_size(self.sam2_image_size)
+            except ValueError as err:
+                raise RecipeError(f"sam2_image_size: {err}; or null for the checkpoint's own") from None
         if None not in (self.llm_min_pixels, self.llm_max_pixels) and self.llm_min_pixels > self.llm_max_pixels:
             raise RecipeError(f"llm_min_pixels ({self.llm_min_pixels}) exceeds llm_max_pixels ({self.llm_max_pixels})")
         if self.full_model_modules is not None and (not self.full_model or not self.full_model_modules):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from backend.media import MediaPolicy
+from unipixel_model.sam2_side import check_sam2_image_size
 
 DEFAULT_MODEL = "PolyU-ChenLab/UniPixel-3B"
 
@@ -83,6 +84,7 @@ class FinetuneSettings:
     # model
     model: str = DEFAULT_MODEL                 # UNIPIXEL_MODEL: checkpoint dir, hub id, or "tiny"
     device: str = "auto"                       # DEVICE: auto | cpu | cuda | cuda:N
+    sam2_image_size: int = 0                   # UNIPIXEL_SAM2_IMAGE_SIZE: SAM 2's input side, px (0: the checkpoint's)
     model_dir: Path = Path("data/models")      # MODEL_DIR: published fine-tuned versions
     # Label Studio access (media downloads, posting background predictions, gathering annotations)
     label_studio_url: str = ""                 # LABEL_STUDIO_URL (fallback LABEL_STUDIO_HOST)
@@ -107,6 +109,7 @@ class FinetuneSettings:
     ENV: ClassVar[EnvTable] = {
         "model": (("UNIPIXEL_MODEL",), str),
         "device": (("DEVICE",), str),
+        "sam2_image_size": (("UNIPIXEL_SAM2_IMAGE_SIZE",), int),
         "model_dir": (("MODEL_DIR",), Path),
         "label_studio_url": (("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"), lambda raw: raw.rstrip("/")),
         "label_studio_api_key": (("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"), secret),
@@ -131,6 +134,11 @@ class FinetuneSettings:
         for name in ("max_media_bytes", "max_frames", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.sam2_image_size:
+            try:
+                check_sam2_image_size(self.sam2_image_size)
+            except ValueError as err:
+                raise SettingsError(f"UNIPIXEL_SAM2_IMAGE_SIZE: {err}; 0 or unset for the checkpoint's own") from None
         if self.frame_max_side < 0:
             raise SettingsError(f"UNIPIXEL_FRAME_MAX_SIDE must be >= 0 pixels (0 keeps frames as they are), got "
                                 f"{self.frame_max_side}")

@@ -183,7 +183,8 @@ class Trainer:
             torch.cuda.set_device(device)
         path = resolve_checkpoint(checkpoint or recipe.base_model)
         dtype = torch.bfloat16 if recipe.bf16 and device.type == "cuda" else torch.float32
-        return cls(from_pretrained(path, device=device, dtype=dtype), load_tokenizer(path), recipe, frame_max_side)
+        model = from_pretrained(path, device=device, dtype=dtype, sam2_image_size=recipe.sam2_image_size)
+        return cls(model, load_tokenizer(path), recipe, frame_max_side)
 
     # ---- setup ---------------------------------------------------------------------------
     def _inject_lora(self) -> list[str]:

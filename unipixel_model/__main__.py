@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from unipixel_model.errors import UniPixelInputError
+from unipixel_model.sam2_side import sam2_side_argument
 
 _COLORS = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180]], np.uint8)
 
@@ -63,7 +64,7 @@ def predict(args) -> int:
     from unipixel_model.tokenization import load_tokenizer
 
     path = resolve_checkpoint(args.model)
-    model = from_pretrained(path, device=args.device)
+    model = from_pretrained(path, device=args.device, sam2_image_size=args.sam2_image_size)
     session = InferenceSession.open(model, load_tokenizer(path), args.media)
     prompts = _prompts(args)
     if prompts:
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2,FRAME")
     cmd.add_argument("--out", required=True, type=Path)
     cmd.add_argument("--device", default="cpu")
+    cmd.add_argument("--sam2-image-size", type=sam2_side_argument, default=None,
+                     help="SAM 2's input side in pixels (a multiple of 16) instead of the checkpoint's: the toy's masks gain at 192 (README: The toy model)")
     args = parser.parse_args(argv)
     if not args.text and not args.point and not args.box:
         parser.error("give --text, or at least one --point/--box")

@@ -17,8 +17,12 @@ from typing import Any
 from unipixel_model import _tv_shim  # noqa: F401  (must precede transformers)
 from transformers import Qwen2_5_VLConfig
 
+from unipixel_model.sam2_side import check_sam2_image_size
+
 CONFIG_FILE = "config.json"
 MODEL_TYPE = "pixel_qwen2_5_vl"
+
+
 
 # Text-model fields that 4.53 stores at the top level of config.json.
 _TEXT_FIELDS = (
@@ -80,8 +84,7 @@ class UniPixelConfig:
                 raise ValueError(f"{name} must be a token id in [0, {vocab}), got {value!r}")
         if len(set(ids.values())) != 3:
             raise ValueError(f"ref/seg/mem token ids must differ, got {ids}")
-        if self.sam2_image_size % 16 != 0 or self.sam2_image_size <= 0:
-            raise ValueError(f"sam2_image_size must be a positive multiple of 16, got {self.sam2_image_size}")
+        check_sam2_image_size(self.sam2_image_size)
         if self.sam2_hidden_tokens < 1:
             raise ValueError(f"sam2_hidden_tokens must be >= 1, got {self.sam2_hidden_tokens}")
         if self.toy_text_grounding < 0:

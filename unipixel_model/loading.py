@@ -237,7 +237,7 @@ def resolve_checkpoint(name_or_path: str | Path, cache_dir: Path | None = None) 
 
 def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "cpu",
                     dtype: torch.dtype | None = None, adapter: str | Path | None = None,
-                    cache_dir: Path | None = None):
+                    cache_dir: Path | None = None, sam2_image_size: int | None = None):
     """Load a full UniPixel checkpoint (official layout), optionally with a LoRA adapter on top.
 
     Args:
@@ -247,6 +247,9 @@ def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
             and the ``<|ref|>`` prompt encoder always run in float32: the ``sam2`` package lacks the
             fork's bf16 casts, and 81 M parameters in float32 cost little.
         adapter: a peft adapter directory (see :func:`load_adapter`).
+        sam2_image_size: SAM 2's input side in pixels instead of the checkpoint's ``sam2_image_size`` (a positive
+            multiple of 16; no SAM 2 weight depends on it): a larger side gives finer masks for more time, e.g. 192
+            for the toy, which trained at 128 (README: The toy model). None: the checkpoint's.
     Returns:
         The model in eval mode with ``sam2_inference_mode`` on. A folder made for a ``random-...``
         reference (its ``config.json`` is marked random) gets random weights built on ``device``.
@@ -255,6 +258,8 @@ def from_pretrained(name_or_path: str | Path, *, device: str | torch.device = "c
 
     path = resolve_checkpoint(name_or_path, cache_dir)
     config = read_config(path)
+    if sam2_image_size is not None:
+        config = dataclasses.replace(config, sam2_image_size=sam2_image_size)  # validated again by __post_init__
     device = torch.device(device)
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

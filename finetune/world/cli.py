@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from finetune.world.scene import ALL_SHAPES, COLOURS, WorldConfig
+from unipixel_model.sam2_side import sam2_side_argument
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--model", default="toy", help="toy, tiny or a checkpoint directory")
     evaluate.add_argument("--adapter", default=None, help="a published version's folder (MODEL_DIR/<version>)")
     evaluate.add_argument("--json", default=None, help="also write the report as JSON here")
+    evaluate.add_argument("--sam2-image-size", type=sam2_side_argument, default=None,
+                          help="SAM 2's input side in pixels (a multiple of 16) instead of the checkpoint's: the toy's masks gain at 192 (README: The toy model)")
     evaluate.add_argument("--kinds", default=",".join(EVALUATED), help="comma list of what to score among "
                           f"{', '.join(EVALUATED)} (default: all)")
     _world_options(evaluate, clips=40, seed=900_000)
@@ -119,7 +122,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     path = resolve_checkpoint(args.model)
-    model, tokenizer = from_pretrained(path), load_tokenizer(path)
+    model, tokenizer = from_pretrained(path, sam2_image_size=args.sam2_image_size), load_tokenizer(path)
     if args.adapter:  # a published version's folder, or its adapter/ folder
         adapter = Path(args.adapter)
         load_adapter(model, adapter / "adapter" if (adapter / "adapter").is_dir() else adapter)

@@ -396,3 +396,21 @@ def test_adapter_switcher_evicts_old_adapters_and_rejects_bad_directories(run: R
         switcher.activate(bad)
     assert switcher.active == str(run.adapter_a.resolve())  # a failed switch changes nothing
     assert _same(_outputs(model, tokenizer, media), out_a)
+
+
+def test_a_recipe_side_trains_sam2_at_it_and_the_checkpoint_serves_at_it(tiny_checkpoint, tmp_path):
+    """``sam2_image_size`` (the toy's phases): the run feeds SAM 2 frames of that side, and the saved full-model
+    checkpoint records it, so the session serves at the side the weights last trained at."""
+    from unipixel_model.loading import read_config
+
+    assert read_config(tiny_checkpoint).sam2_image_size == 256
+    recipe = dataclasses.replace(load_recipe("tiny"), full_model=True, sam2_image_size=128, max_steps=1)
+    trainer = Trainer.from_recipe(recipe, checkpoint=tiny_checkpoint, device="cpu")
+    sides = []
+    hook = trainer.model.sam2.image_encoder.register_forward_pre_hook(lambda m, args: sides.append(args[0].shape[-1]))
+    try:
+        result = trainer.train([s for s in _dataset(tmp_path / "media") if s.kind == "mem"][:1])
+    finally:
+        hook.remove()
+    assert result.steps == 1 and sides and set(sides) == {128}
+    assert read_config(trainer.save_checkpoint(tmp_path / "out")).sam2_image_size == 128

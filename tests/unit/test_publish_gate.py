@@ -35,3 +35,20 @@ def test_a_better_run_that_keeps_answering_text_queries_is_published():
     assert publish_refusal(_report(0.60, 0.5), _report(0.65, 0.5), min_improvement=0.0) is None
     assert publish_refusal(_report(0.60, 0.0), _report(0.60, 0.5), min_improvement=0.0) is None
     assert publish_refusal(_report(0.0), _report(0.0), min_improvement=0.0) is None  # no held-out media: as before
+
+
+def test_a_job_trains_at_the_side_the_server_serves_at_unless_the_recipe_names_one():
+    """UNIPIXEL_SAM2_IMAGE_SIZE reaches the worker's recipe (so /versions scores the served model); a recipe's own
+    sam2_image_size wins; unset, the checkpoint's own side stays (None)."""
+    import dataclasses
+
+    from finetune.jobs import served_recipe
+    from finetune.recipe import load_recipe
+    from finetune.settings import FinetuneSettings
+
+    recipe = load_recipe("toy_active")
+    assert recipe.sam2_image_size is None
+    assert served_recipe(recipe, FinetuneSettings(sam2_image_size=192)).sam2_image_size == 192
+    assert served_recipe(recipe, FinetuneSettings()).sam2_image_size is None
+    own = dataclasses.replace(recipe, sam2_image_size=128)
+    assert served_recipe(own, FinetuneSettings(sam2_image_size=192)).sam2_image_size == 128

@@ -58,6 +58,8 @@ def test_recipe_unknown_key_is_named(tmp_path: Path):
     ({"warmup_ratio": 1.0}, "warmup_ratio must be in"),
     ({"llm_min_pixels": 20000, "llm_max_pixels": 10000}, "exceeds llm_max_pixels"),
     ({"frames_per_video": 32}, "frames_per_video must be <= 16"),
+    ({"sam2_image_size": 100}, "sam2_image_size: SAM 2.s input side must be a positive multiple of 16 .* got 100"),
+    ({"sam2_image_size": 0}, "got 0; or null for the checkpoint.s own"),
     ({"lora_target_regex": r".*sam2\..*q_proj$"}, "must not name sam2"),
     ({"sam2_encoder_lr": -1e-5}, "sam2_encoder_lr, weight_decay, max_grad_norm, box_pairwise_weight must be >= 0"),
     ({"box_pairwise_weight": -1.0}, "box_pairwise_weight must be >= 0, got .*-1.0"),

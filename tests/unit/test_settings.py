@@ -31,6 +31,8 @@ def test_settings_from_env_reads_names_and_fallbacks():
     ({"LABEL_STUDIO_URL": "ls:8080"}, "http://"),
     ({"UNIPIXEL_DESCRIBE": "maybe"}, "true/false"),
     ({"UNIPIXEL_FRAME_MAX_SIDE": "-1"}, "UNIPIXEL_FRAME_MAX_SIDE must be >= 0 pixels"),
+    ({"UNIPIXEL_SAM2_IMAGE_SIZE": "200"}, "UNIPIXEL_SAM2_IMAGE_SIZE: .*multiple of 16 pixels.*got 200"),
+    ({"UNIPIXEL_SAM2_IMAGE_SIZE": "-16"}, "UNIPIXEL_SAM2_IMAGE_SIZE: .*got -16; 0 or unset"),
 ])
 def test_settings_bad_values_say_which_variable(env, words):
     with pytest.raises(SettingsError, match=words):
