@@ -19,8 +19,9 @@ DOCKERFILES = [DOCKER / "Dockerfile.gpu", DOCKER / "Dockerfile.cpu"]
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])[^}]*)?\}")
 # What backend/settings.py reads (README env table); HF_HOME only moves the hub cache onto a volume.
-BACKEND_ENV = {"UNIPIXEL_MODEL", "DEVICE", "MODEL_DIR", "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "REDIS_URL",
-               "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WEBHOOK_SECRET", "PORT", "THREADS", "LOG_LEVEL"}  # fmt: skip
+BACKEND_ENV = {"UNIPIXEL_MODEL", "DEVICE", "UNIPIXEL_SAM2_IMAGE_SIZE", "MODEL_DIR", "LABEL_STUDIO_URL",
+               "LABEL_STUDIO_API_KEY", "REDIS_URL", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WEBHOOK_SECRET", "PORT",
+               "THREADS", "LOG_LEVEL"}  # fmt: skip
 
 
 class _ComposeLoader(yaml.SafeLoader):
