@@ -161,6 +161,12 @@ def toy_backend_stored_small(e2e_env, tmp_path_factory):
     yield from _serve_toy(e2e_env, tmp_path_factory, "toy-backend-small", UNIPIXEL_FRAME_MAX_SIDE="160")
 
 
+@pytest.fixture(scope="module")
+def toy_backend_192(e2e_env, tmp_path_factory):
+    """The toy backend with SAM 2 reading 192 px frames (``UNIPIXEL_SAM2_IMAGE_SIZE``) instead of the checkpoint's 128."""
+    yield from _serve_toy(e2e_env, tmp_path_factory, "toy-backend-192", UNIPIXEL_SAM2_IMAGE_SIZE="192")
+
+
 @pytest.fixture(scope="session")
 def editor_screenshots(tmp_path_factory) -> Path:
     """One folder for every editor screenshot of the session (printed, so a failing run shows where to look)."""

@@ -138,21 +138,42 @@ def test_an_alt_click_removes_a_leak(label_studio, toy_backend, editor, auto_acc
 def test_a_plain_click_next_to_the_object_adds_a_missed_part(label_studio, toy_backend, editor, auto_accept):
     """README: a plain click on a part that was missed, just next to the object's box, adds it. A red square with a
     green strip along its right side: a click on the red gives the red part; a click on the strip adds it."""
+    missed, added, truth, strip = _add_the_strip(label_studio, toy_backend, editor, auto_accept, "toy-missed")
+    _bar((added & strip).sum() >= 0.7 * strip.sum() and _iou(added, truth) > _iou(missed, truth),
+         f"strip in the mask {(missed & strip).sum()} -> {(added & strip).sum()} of {strip.sum()} px")
+
+
+@pytest.mark.parametrize("auto_accept", [True, False], ids=["after-accepting", "before-accepting"])
+def test_served_at_192_px_a_plain_click_adds_the_missed_strip(label_studio, toy_backend_192, editor, auto_accept):
+    """The test above with the backend serving SAM 2 at 192 px (``UNIPIXEL_SAM2_IMAGE_SIZE=192``, README: The toy
+    model), where the toy's masks are finer: the first mask takes in part of the strip, and a plain click on the
+    part it left out adds the rest (a click on the part already in the mask would start a new object, README step 5)."""
+    missed, added, truth, strip = _add_the_strip(label_studio, toy_backend_192, editor, auto_accept, "toy-192-missed",
+                                                 on_the_missed_part=True)
+    print(f"strip in the mask {(missed & strip).sum()} -> {(added & strip).sum()} of {strip.sum()} px, IoU "
+          f"{_iou(missed, truth):.3f} -> {_iou(added, truth):.3f}")
+    assert (added & strip).sum() >= 0.7 * strip.sum() and _iou(added, truth) > _iou(missed, truth), (
+        f"strip in the mask {(missed & strip).sum()} -> {(added & strip).sum()} of {strip.sum()} px, IoU "
+        f"{_iou(missed, truth):.2f} -> {_iou(added, truth):.2f}")
+
+
+def _add_the_strip(ls, backend, editor, auto_accept: bool, name: str, on_the_missed_part: bool = False):
+    """Click the red part of a red square with a green strip, then the strip (deep inside it, or with
+    ``on_the_missed_part`` deep inside the part of it the first mask left out); (first mask, saved mask, the whole
+    object, the strip), bool [H, W] each. Fails unless the first mask left most of the strip out."""
     frame, truth, strip = _square_with_strip(240, 320)
-    project, task = _image_task(label_studio, toy_backend, frame, f"toy-missed-{auto_accept}")
+    project, task = _image_task(ls, backend, frame, f"{name}-{auto_accept}")
     _start_clicking(editor, project, task, auto_accept)
     first_call = _click(editor, _centre_fraction(truth & ~strip))
     (first,) = _brush_ids(first_call)
     missed = _returned_mask(first_call, *truth.shape)
-    addition = _click(editor, _centre_fraction(strip))
+    addition = _click(editor, _centre_fraction(strip & ~missed if on_the_missed_part else strip))
     assert _brush_ids(addition) == [first]
     editor.screenshot("added")
     _accept_pending(editor)
     editor.submit()
-    added = _saved_mask(editor, task, *truth.shape)
     assert (missed & strip).sum() <= 0.5 * strip.sum(), "the first mask already had the strip: nothing was missed"
-    _bar((added & strip).sum() >= 0.7 * strip.sum() and _iou(added, truth) > _iou(missed, truth),
-         f"strip in the mask {(missed & strip).sum()} -> {(added & strip).sum()} of {strip.sum()} px")
+    return missed, _saved_mask(editor, task, *truth.shape), truth, strip
 
 
 @pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
