@@ -74,7 +74,8 @@ class TrainRecipe:
         llm_min_pixels / llm_max_pixels: per-frame pixel budget of the LLM frames (before scaling);
             null: the model config's (what the session serves with).
         sam2_image_size: SAM 2's input side in pixels while training (a multiple of 16), written into a
-            ``full_model`` checkpoint; null: the checkpoint's own (what it serves with). The toy's phases set it.
+            ``full_model`` checkpoint; null: the checkpoint's own (what it serves with). A fine-tune job with null
+            trains at ``UNIPIXEL_SAM2_IMAGE_SIZE`` when that is set (``finetune.jobs.served_recipe``).
         max_tokens: samples whose prompt exceeds this are skipped.
         sample_objects: at most this many ``<|seg|>`` objects per sample go to SAM 2.
         seed: seeds data order, LoRA init, dropout and object subsampling.

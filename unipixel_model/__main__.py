@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--out", required=True, type=Path)
     cmd.add_argument("--device", default="cpu")
     cmd.add_argument("--sam2-image-size", type=sam2_side_argument, default=None,
-                     help="SAM 2's input side in pixels (a multiple of 16) instead of the checkpoint's: the toy's masks gain at 192 (README: The toy model)")
+                     help="SAM 2's input side in pixels (a multiple of 16) instead of the "
+                     "checkpoint's: the toy's masks gain at 192 (README: The toy model)")
     args = parser.parse_args(argv)
     if not args.text and not args.point and not args.box:
         parser.error("give --text, or at least one --point/--box")

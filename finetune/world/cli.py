@@ -33,7 +33,8 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--adapter", default=None, help="a published version's folder (MODEL_DIR/<version>)")
     evaluate.add_argument("--json", default=None, help="also write the report as JSON here")
     evaluate.add_argument("--sam2-image-size", type=sam2_side_argument, default=None,
-                          help="SAM 2's input side in pixels (a multiple of 16) instead of the checkpoint's: the toy's masks gain at 192 (README: The toy model)")
+                          help="SAM 2's input side in pixels (a multiple of 16) instead of the "
+                          "checkpoint's: the toy's masks gain at 192 (README: The toy model)")
     evaluate.add_argument("--kinds", default=",".join(EVALUATED), help="comma list of what to score among "
                           f"{', '.join(EVALUATED)} (default: all)")
     _world_options(evaluate, clips=40, seed=900_000)
