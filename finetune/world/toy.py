@@ -232,7 +232,8 @@ def plan_steps(phases: tuple[ToyPhase, ...], minutes: float | None = None,
         if not (Path(steps_from) / "toy_training.json").is_file():
             raise ValueError(f"{Path(steps_from) / 'toy_training.json'} does not exist: --steps-from takes a checkpoint "
                              "that python -m finetune toy wrote, e.g. unipixel_model/toy")
-        logged = {p["recipe"]: int(p["steps"]) for p in training_log(steps_from)["phases"]}  # the last run of each
+        logged = {p["recipe"]: p["steps"] for p in training_log(steps_from)["phases"]  # the last run of each
+                  if isinstance(p, dict) and isinstance(p.get("steps"), int) and not isinstance(p["steps"], bool)}
         missing = [p.recipe for p in phases if p.recipe not in logged]
         if missing:
             raise ValueError(f"{Path(steps_from) / 'toy_training.json'} records no steps for {missing} (it has "

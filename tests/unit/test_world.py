@@ -869,6 +869,11 @@ def test_toy_steps_from_refuses_minutes_and_a_log_without_the_phases(tmp_path):
     assert plan_steps(select_phases("toy_stills"), steps_from=tmp_path) == {"toy_stills": 10}
     with pytest.raises(ValueError, match=r"records no steps for \['toy_videos'\]"):
         plan_steps(select_phases("toy_stills,toy_videos"), steps_from=tmp_path)
+    # an entry without whole-number steps (a hand-edited log) counts as no steps, named, never a KeyError
+    for entry in ('{"recipe": "toy_stills"}', '{"recipe": "toy_stills", "steps": "ten"}', '"toy_stills"'):
+        (tmp_path / "toy_training.json").write_text(f'{{"phases": [{entry}]}}')
+        with pytest.raises(ValueError, match=r"records no steps for \['toy_stills'\]"):
+            plan_steps(select_phases("toy_stills"), steps_from=tmp_path)
 
 
 def test_the_held_out_sets_are_drawn_as_before():
