@@ -21,7 +21,10 @@ def check_sam2_image_size(side: int) -> int:
 def sam2_side_argument(text: str) -> int:
     """argparse type of ``--sam2-image-size`` (:func:`check_sam2_image_size`)."""
     try:
-        return check_sam2_image_size(int(text))
+        side = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of pixels: {text!r}") from None
+    try:
+        return check_sam2_image_size(side)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err) if text.strip().lstrip("-").isdigit() else
-                                         f"not a whole number of pixels: {text!r}") from None
+        raise argparse.ArgumentTypeError(str(err)) from None
