@@ -54,7 +54,7 @@ from finetune.world.evaluate import EVAL_SEED_START, TRAIN_SEED_START  # noqa: E
 from finetune.world.expressions import expressions  # noqa: E402
 from finetune.world.samples import SampleMix, clip_samples  # noqa: E402
 from finetune.world.scene import COLOURS, WorldConfig, make_clip  # noqa: E402
-from finetune.world.toy import rendered  # noqa: E402
+from finetune.world.render_cache import rendered  # noqa: E402
 from unipixel_model import templates  # noqa: E402
 from unipixel_model.loading import from_pretrained, resolve_checkpoint  # noqa: E402
 from unipixel_model.tokenization import load_tokenizer  # noqa: E402

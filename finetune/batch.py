@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from finetune.sample import SEG_TOKEN, TrainSample
 from unipixel_model import processor
 from unipixel_model.config import UniPixelConfig
 from unipixel_model.errors import UniPixelInputError
-from unipixel_model.media import Frames, load_frames
+from unipixel_model.media import Frames, frame_folder_files, load_frames, read_frame_files
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
 from unipixel_model.modeling import UniPixelInputs
 from unipixel_model.prompt_encoder import BOX_LABEL_BOTTOM_RIGHT, BOX_LABEL_TOP_LEFT, POINT_LABEL_POSITIVE, RefPrompt
@@ -158,11 +159,7 @@ class BatchBuilder:
             MediaDecodeError: when the media cannot be read.
             UniPixelInputError: frames out of range, too many tokens, a region vanishing on the grid.
         """
-        frames = self.frames(sample.media)
-        if sample.frame_idx[-1] >= frames.num_frames:
-            raise UniPixelInputError(f"{sample.media} has {frames.num_frames} frames; the sample uses frame "
-                                     f"{sample.frame_idx[-1]}")
-        pixels = frames.take(sample.frame_idx)
+        frames, pixels = self._sample_frames(sample)
         size_hw = frames.size_hw
         for name in ("target_masks", "region_masks"):
             masks = getattr(sample, name)
@@ -254,6 +251,24 @@ class BatchBuilder:
                              torch.tensor([POINT_LABEL_POSITIVE]), llm_frame)
         box = torch.tensor([[prompt.x1_px, prompt.y1_px], [prompt.x2_px, prompt.y2_px]])
         return RefPrompt((box * scale).float(), torch.tensor([BOX_LABEL_TOP_LEFT, BOX_LABEL_BOTTOM_RIGHT]), llm_frame)
+
+    def _sample_frames(self, sample: TrainSample) -> tuple[Frames, np.ndarray]:
+        """The sample's media and uint8 [len(frame_idx), H, W, 3] pixels of its frames. Of a frame folder only those
+        frames are decoded: a sample uses 1-8 of them."""
+        if Path(sample.media).is_dir():
+            files = frame_folder_files(sample.media)
+            self._check_frame_idx(sample, len(files))
+            frames = read_frame_files([files[i] for i in sample.frame_idx], self.max_side)
+            return frames, frames.pixels
+        frames = self.frames(sample.media)
+        self._check_frame_idx(sample, frames.num_frames)
+        return frames, frames.take(sample.frame_idx)
+
+    @staticmethod
+    def _check_frame_idx(sample: TrainSample, num_frames: int) -> None:
+        if sample.frame_idx[-1] >= num_frames:
+            raise UniPixelInputError(f"{sample.media} has {num_frames} frames; the sample uses frame "
+                                     f"{sample.frame_idx[-1]}")
 
     def frames(self, media: str) -> Frames:
         """The decoded frames of ``media`` (the last ``media_cache`` media are kept)."""

@@ -241,8 +241,9 @@ class Trainer:
         lrs = {"lora": self.recipe.lr, "modules": self.recipe.lr, "sam2": self.recipe.sam2_lr,
                "sam2_encoder": self.recipe.sam2_encoder_lr_or_default}
         params = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
-        # foreach: one kernel per group instead of per tensor (the step dominates tiny models on CPU)
-        return torch.optim.AdamW(params, lr=self.recipe.lr, weight_decay=self.recipe.weight_decay, foreach=True)
+        # fused: one kernel per group for the whole update, 3.5x faster than foreach on the toy's 9.7 M parameters on
+        # 2 CPU cores (8.6 against 30 ms a step); the update is the same AdamW up to float rounding
+        return torch.optim.AdamW(params, lr=self.recipe.lr, weight_decay=self.recipe.weight_decay, fused=True)
 
     # ---- training ------------------------------------------------------------------------
     def total_steps(self, num_samples: int) -> int:

@@ -165,11 +165,42 @@ def _read_image(path: Path) -> np.ndarray:
         raise MediaDecodeError(f"cannot decode image {path}: {exc}") from exc
 
 
-def _from_directory(path: Path, max_frames: int | None, max_side: int | None) -> Frames:
+def frame_folder_files(path: str | Path) -> list[Path]:
+    """The frame images of a folder, sorted numerically (``2.png`` before ``10.png``).
+
+    Raises:
+        MediaDecodeError: the folder holds no frame image.
+    """
+    path = Path(path)
     files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
                    key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)])
     if not files:
         raise MediaDecodeError(f"no frame images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+    return files
+
+
+def read_frame_files(files: list[Path], max_side: int | None = None) -> Frames:
+    """Decode just these frame images (of one folder, from :func:`frame_folder_files`), in memory.
+
+    A training sample uses 1-8 frames of a folder; decoding only those costs a third of a toy training step less
+    than decoding the whole folder (``load_frames``) for a description of a 16-frame clip.
+
+    Raises:
+        MediaDecodeError: a file cannot be decoded, or is not the size of the first.
+    """
+    first = _read_image(files[0])
+    stored_hw = working_hw(first.shape[:2], max_side)
+    pixels = np.empty((len(files), *stored_hw, 3), np.uint8)
+    for i, file in enumerate(files):
+        frame = first if i == 0 else _read_image(file)
+        if frame.shape != first.shape:
+            raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, {files[0].name} is {first.shape[:2]}")
+        pixels[i] = _shrink(frame, stored_hw)
+    return Frames(pixels, DEFAULT_FPS, False, original_hw=_original_if_shrunk(first.shape, stored_hw))
+
+
+def _from_directory(path: Path, max_frames: int | None, max_side: int | None) -> Frames:
+    files = frame_folder_files(path)
     if max_frames is not None and len(files) > max_frames:
         raise MediaDecodeError(f"{path} has {len(files)} frames; the limit is {max_frames}")
     first = _read_image(files[0])

@@ -53,10 +53,10 @@ import numpy as np
 import torch
 
 from finetune.recipe import load_recipe
-from finetune.world import writers
 from finetune.world.evaluate import TRAIN_SEED_START
 from finetune.world.samples import SampleMix, clip_samples
-from finetune.world.scene import WorldConfig, make_clip
+from finetune.world.render_cache import render_clips
+from finetune.world.scene import WorldConfig
 
 logger = logging.getLogger(__name__)
 
@@ -118,30 +118,16 @@ def build_toy_init(directory: Path, seed: int = 0) -> Path:
 
 
 def render_phase(phase: ToyPhase, work: Path, shapes: tuple[str, ...] | None = None) -> list:
-    """Render the phase's clips under ``work`` (PNG, reused when present: one ``work`` per ``shapes``) and draw its
-    samples: the stills first, then the clips."""
+    """Render the phase's clips under ``work`` (PNG, reused when present: one ``work`` per ``shapes``; a process per
+    core draws and writes them) and draw its samples: the stills first, then the clips."""
     rng = np.random.default_rng(phase.first_seed)
     samples = []
     for num_frames, first, count in ((1, phase.still_first_seed, phase.still_clips),
                                      (phase.num_frames, phase.first_seed, phase.clips)):
         config = WorldConfig(num_frames=num_frames, p_touch=phase.p_touch, **({"shapes": shapes} if shapes else {}))
-        for seed in range(first, first + count):
-            clip = make_clip(seed, config)
-            samples += clip_samples(clip, rendered(clip, work), rng, phase.mix)
+        for clip, media in render_clips(range(first, first + count), config, work):
+            samples += clip_samples(clip, media, rng, phase.mix)
     return samples
-
-
-def rendered(clip, work: Path) -> Path:
-    """The clip's frames under ``work`` (a PNG for a still, a frame folder for a video), written once."""
-    if clip.num_frames == 1:
-        media = work / "stills" / f"{clip.seed}.png"
-        if not media.is_file():
-            writers.write_image(clip.frames[0], media)
-        return media
-    media = work / "videos" / str(clip.seed)
-    if not (media / f"{clip.num_frames:05d}.png").is_file():
-        writers.write_frame_folder(clip.frames, media)
-    return media
 
 
 def train_toy(out: Path, work: Path, steps: dict[str, int] | None = None, phases: tuple[ToyPhase, ...] = PHASES,

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from finetune.world.grounding import train_grounding_phase
 from finetune.world.samples import SampleMix, clip_samples
 from finetune.world.scene import WorldConfig, make_clip
-from finetune.world.toy import rendered
+from finetune.world.render_cache import rendered
 from unipixel_model import processor, templates
 from unipixel_model.loading import from_pretrained, resolve_checkpoint
 from unipixel_model.session import InferenceSession

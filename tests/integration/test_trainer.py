@@ -27,7 +27,7 @@ from finetune.sample import TrainSample
 from finetune.trainer import EvalResult, Trainer, TrainResult
 from finetune.world import writers
 from unipixel_model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODULE_WEIGHTS, RECIPE_FILE, AdapterSwitcher
-from unipixel_model.errors import CheckpointError
+from unipixel_model.errors import CheckpointError, UniPixelInputError
 from unipixel_model.feature_cache import VisionCache
 from unipixel_model.finetune_targets import LORA_TARGET_REGEX
 from unipixel_model.loading import from_pretrained, read_config
@@ -273,6 +273,23 @@ def test_trainer_adapter_directory_layout(run: Run):
     assert load_recipe(run.adapter_a / RECIPE_FILE) == run.trainer.recipe
     with pytest.raises(FileExistsError):
         run.trainer.save_adapter(run.adapter_a)
+
+
+def test_a_frame_folder_sample_decodes_only_its_frames(tiny_checkpoint, tmp_path, monkeypatch):
+    """A training sample uses 1-8 frames of a folder that may hold hundreds: the builder decodes those alone (a toy
+    description step spent a third of its time decoding all 16 frames of its clip), and a frame past the folder's
+    end is a clear error, not an IndexError."""
+    from unipixel_model import media as media_module
+
+    decoded = []
+    read = media_module._read_image
+    monkeypatch.setattr(media_module, "_read_image", lambda path: decoded.append(path.name) or read(path))
+    builder = BatchBuilder(load_tokenizer(tiny_checkpoint), read_config(tiny_checkpoint), load_recipe("tiny"))
+    sample, ref = _dataset(tmp_path)[:2]  # frames [0, 1, 3] of a 4-frame folder
+    batch = builder.build(sample)
+    assert decoded == ["000.png", "001.png", "003.png"] and tuple(batch.sam2_frames.shape[:1]) == (3,)
+    with pytest.raises(UniPixelInputError, match="has 4 frames; the sample uses frame 4"):
+        builder.build(dataclasses.replace(ref, frame_idx=[0, 4]))
 
 
 def test_batches_from_media_stored_downscaled_match_the_full_size_ones(tiny_checkpoint, tmp_path):

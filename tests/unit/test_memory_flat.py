@@ -7,7 +7,7 @@ import pytest
 from finetune.world import writers
 from unipixel_model import heap
 from unipixel_model.errors import MediaDecodeError
-from unipixel_model.media import load_frames
+from unipixel_model.media import frame_folder_files, load_frames, read_frame_files
 from unipixel_model.speed import SpeedLevers
 
 
@@ -29,6 +29,26 @@ def test_media_take_reads_the_decoded_frames_back_without_mapping_them(tmp_path)
     assert np.array_equal(frames.take(list(range(5))), expected)
     with pytest.raises(IndexError):
         frames.take([5])
+
+
+def test_media_a_few_frames_of_a_folder_decode_alone_as_load_frames_reads_them(tmp_path):
+    """The trainer decodes only a sample's frames of a frame folder; they are the pixels ``load_frames`` gives, in
+    the folder's numeric order (``10.png`` after ``9.png``), at the working size."""
+    expected = _frame_folder(tmp_path / "clip", 11)
+    (tmp_path / "clip" / "010.png").rename(tmp_path / "clip" / "10.png")
+    files = frame_folder_files(tmp_path / "clip")
+    assert [f.name for f in files][-2:] == ["009.png", "10.png"]
+    few = read_frame_files([files[i] for i in (2, 10)])
+    assert np.array_equal(few.pixels, load_frames(tmp_path / "clip").take([2, 10]))
+    assert np.array_equal(few.pixels, expected[[2, 10]]) and not few.is_image and few.size_hw == (12, 16)
+    small = read_frame_files(files[:1], max_side=8)
+    assert small.stored_hw == (6, 8) and small.size_hw == (12, 16)
+    writers.write_image(np.zeros((5, 5, 3), np.uint8), tmp_path / "clip" / "007.png")
+    with pytest.raises(MediaDecodeError, match=r"007.png is \(5, 5\), 000.png is \(12, 16\)"):
+        read_frame_files(files[:1] + files[7:8])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MediaDecodeError, match="no frame images"):
+        frame_folder_files(tmp_path / "empty")
 
 
 def test_media_take_of_an_array_is_a_copy():

@@ -772,6 +772,28 @@ def test_a_toy_phase_draws_samples_from_its_stills_and_its_clips(tmp_path):
     assert (tmp_path / "videos" / "5" / "00004.png").is_file()
 
 
+def test_a_pool_of_render_processes_writes_and_samples_what_one_process_does(tmp_path):
+    """``render_clips`` forks a process per core to draw and write the toy's training clips; the clips come back in
+    seed order, so the phase draws the same samples from the same bytes as a single process would."""
+    from finetune.world.render_cache import MIN_CLIPS_FOR_POOL, render_clips
+
+    config = WorldConfig(num_frames=3)
+    seeds = range(700, 700 + MIN_CLIPS_FOR_POOL + 3)
+    alone = list(render_clips(seeds, config, tmp_path / "one", workers=1))
+    pooled = list(render_clips(seeds, config, tmp_path / "two", workers=2))
+    assert [c.seed for c, _ in pooled] == list(seeds)
+    for (clip, media), (again, pooled_media) in zip(alone, pooled):
+        assert np.array_equal(clip.masks, again.masks) and np.array_equal(clip.frames, again.frames)
+        assert pooled_media == tmp_path / "two" / media.relative_to(tmp_path / "one")
+        assert [f.read_bytes() for f in sorted(media.iterdir())] == [f.read_bytes() for f in sorted(pooled_media.iterdir())]
+    mix = SampleMix(region=1.0, ref=0.5, max_window=3)
+    draw = lambda rendered: [(s.kind, s.question, s.answer, s.frame_idx) for clip, media in rendered  # noqa: E731
+                             for s in clip_samples(clip, media, np.random.default_rng(0), mix)]
+    assert draw(alone) == draw(pooled)
+    with pytest.raises(ValueError, match="render workers must be at least 1, not 0"):
+        list(render_clips(seeds, config, tmp_path / "none", workers=0))
+
+
 def test_the_toy_mask_phases_draw_only_what_trains_sam2(tmp_path):
     """Phases 5-6 freeze the LLM: a description sample there would cost a forward pass and train nothing."""
     from finetune.world.toy import render_phase, select_phases
