@@ -857,7 +857,9 @@ def test_toy_minutes_scale_every_phase_by_one_factor_to_fit_the_budget():
     recipes = trainer_recipes(PHASES)  # every phase but the grounding head's (7), whose time is fixed
     assert [r.name for r in recipes] == [p.recipe for p in PHASES if p.recipe != "toy_grounding"]
     full = planned_seconds(recipes)
-    assert 70 * 60 <= full <= 95 * 60, full  # a full run: 70 minutes for phases 1-6, 11 more for phase 8 (README)
+    # a full run: 70 minutes for phases 1-6 and 11 for phase 8 before fused AdamW and the render pool (README), 66
+    # planned after them
+    assert 55 * 60 <= full <= 80 * 60, full
     steps = plan_steps(PHASES, minutes=45)
     factors = [steps[r.name] / r.max_steps for r in recipes]
     assert max(factors) - min(factors) < 0.01 and max(factors) < 1, factors
