@@ -30,9 +30,9 @@ tokenizer, ``toy_training.json`` (steps and losses per phase) and ``loss.png``. 
 but the grounding head's by one factor so that the whole run takes about M minutes on 2 CPU cores.
 ``python -m finetune toy --steps-from unipixel_model/toy --out DIR`` trains the shipped checkpoint's phases with the
 steps its ``toy_training.json`` records: 51.5 minutes on 2 idle CPU cores (2026-12-07; about an hour before fused
-AdamW, the render pool of :mod:`finetune.world.render_cache` and the frame-folder decode). The shipped one was made in three steps, so it was rounded to
-fp16 twice where that run keeps fp32 between phases: phases 1-6 scaled by 0.59 (42 minutes
-on 2 idle CPU cores, the same bytes in both runs measured on 2026-12-06 on one machine; another machine's float
+AdamW, the render pool of :mod:`finetune.world.render_cache` and the frame-folder decode). The shipped one was made
+in three steps, so it was rounded to fp16 twice where that run keeps fp32 between phases: phases 1-6 scaled by 0.59
+(42 minutes on 2 idle CPU cores, the same bytes in both runs measured on 2026-12-06 on one machine; another machine's float
 kernels train other bytes of the same quality, see the README), then phase 7 (5 minutes, ``--init`` with that
 checkpoint, ``--phases toy_grounding``), then phase 8 (12 minutes, ``--init`` with that one, ``--phases
 toy_clicks``). Without either option every phase runs its recipe's full steps (phases 1-6 took 70 minutes,

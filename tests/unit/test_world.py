@@ -785,7 +785,8 @@ def test_a_pool_of_render_processes_writes_and_samples_what_one_process_does(tmp
     for (clip, media), (again, pooled_media) in zip(alone, pooled):
         assert np.array_equal(clip.masks, again.masks) and np.array_equal(clip.frames, again.frames)
         assert pooled_media == tmp_path / "two" / media.relative_to(tmp_path / "one")
-        assert [f.read_bytes() for f in sorted(media.iterdir())] == [f.read_bytes() for f in sorted(pooled_media.iterdir())]
+        written = [f.read_bytes() for f in sorted(media.iterdir())]
+        assert written == [f.read_bytes() for f in sorted(pooled_media.iterdir())]
     mix = SampleMix(region=1.0, ref=0.5, max_window=3)
     draw = lambda rendered: [(s.kind, s.question, s.answer, s.frame_idx) for clip, media in rendered  # noqa: E731
                              for s in clip_samples(clip, media, np.random.default_rng(0), mix)]
