@@ -190,13 +190,18 @@ def read_frame_files(files: list[Path], max_side: int | None = None) -> Frames:
     """
     first = _read_image(files[0])
     stored_hw = working_hw(first.shape[:2], max_side)
-    pixels = np.empty((len(files), *stored_hw, 3), np.uint8)
+    pixels = np.stack(list(_stored_frames(files, first, stored_hw)))
+    return Frames(pixels, DEFAULT_FPS, False, original_hw=_original_if_shrunk(first.shape, stored_hw))
+
+
+def _stored_frames(files: list[Path], first: np.ndarray, stored_hw: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Each file decoded (``first`` is the first, already decoded) and shrunk to ``stored_hw``; a frame of another
+    size than the first is refused, naming it."""
     for i, file in enumerate(files):
         frame = first if i == 0 else _read_image(file)
         if frame.shape != first.shape:
-            raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, {files[0].name} is {first.shape[:2]}")
-        pixels[i] = _shrink(frame, stored_hw)
-    return Frames(pixels, DEFAULT_FPS, False, original_hw=_original_if_shrunk(first.shape, stored_hw))
+            raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, the first frame is {first.shape[:2]}")
+        yield np.ascontiguousarray(_shrink(frame, stored_hw))
 
 
 def _from_directory(path: Path, max_frames: int | None, max_side: int | None) -> Frames:
@@ -208,11 +213,8 @@ def _from_directory(path: Path, max_frames: int | None, max_side: int | None) ->
     _check_room(len(files), (*stored_hw, 3), path)
     tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
     with _disk_full_is_clear(path):
-        for i, file in enumerate(files):
-            frame = first if i == 0 else _read_image(file)
-            if frame.shape != first.shape:
-                raise MediaDecodeError(f"{file.name} is {frame.shape[:2]}, the first frame is {first.shape[:2]}")
-            tmp.write(np.ascontiguousarray(_shrink(frame, stored_hw)).tobytes())  # streamed to disk: flat RAM
+        for frame in _stored_frames(files, first, stored_hw):
+            tmp.write(frame.tobytes())  # streamed to disk: flat RAM
     return _stored(tmp, len(files), (*stored_hw, 3), DEFAULT_FPS, _original_if_shrunk(first.shape, stored_hw))
 
 

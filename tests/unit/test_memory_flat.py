@@ -44,7 +44,7 @@ def test_media_a_few_frames_of_a_folder_decode_alone_as_load_frames_reads_them(t
     small = read_frame_files(files[:1], max_side=8)
     assert small.stored_hw == (6, 8) and small.size_hw == (12, 16)
     writers.write_image(np.zeros((5, 5, 3), np.uint8), tmp_path / "clip" / "007.png")
-    with pytest.raises(MediaDecodeError, match=r"007.png is \(5, 5\), 000.png is \(12, 16\)"):
+    with pytest.raises(MediaDecodeError, match=r"007.png is \(5, 5\), the first frame is \(12, 16\)"):
         read_frame_files(files[:1] + files[7:8])
     (tmp_path / "empty").mkdir()
     with pytest.raises(MediaDecodeError, match="no frame images"):
