@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${UNIPIXEL_VENV:-.venv}}"
 PY="${PYTHON:-python3}"
-STAMP="$VENV/.installed-$(sha256sum requirements.txt scripts/install.sh scripts/install_services.sh | sha256sum | cut -c1-16)"
+STAMP="$VENV/.installed-$(sha256sum requirements.txt scripts/constraints*.txt scripts/install.sh scripts/install_services.sh | sha256sum | cut -c1-16)"
 
 # redis-server + the Label Studio venv for integration/e2e tests (own stamp; instant when done)
 bash scripts/install_services.sh
@@ -18,7 +18,8 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "torch==2.13.0" setuptools wheel
-"${PIP[@]}" install -r requirements.txt
+# The lock pins the requirements' own dependencies too, so a new release on PyPI cannot change the venv.
+"${PIP[@]}" install -r requirements.txt -c scripts/constraints.txt
 SAM2_BUILD_CUDA=0 "${PIP[@]}" install --no-build-isolation --no-deps "sam2==1.1.0"
 # A torch other than the CPU pin means a requirement pulled the CUDA build: fail loudly.
 "$VENV/bin/python" - <<'PYCHECK'

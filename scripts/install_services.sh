@@ -17,6 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LS_VENV="${UNIPIXEL_LS_VENV:-venv-ls}"
 LS_VERSION="1.23.2"
+# Every package of the LS venv pinned: LS 1.23.2 does not start with sentry-sdk 3 (scripts/constraints-label-studio.txt).
+LS_LOCK="scripts/constraints-label-studio.txt"
 PY="${PYTHON:-python3}"
 VENV="${UNIPIXEL_VENV:-.venv}"
 
@@ -92,13 +94,14 @@ PYCHECK
 }
 
 install_label_studio() {
-  local stamp="$LS_VENV/.installed-label-studio-$LS_VERSION"
+  # The stamp names the lock's hash, so a changed lock re-syncs an existing venv.
+  local stamp="$LS_VENV/.installed-label-studio-$LS_VERSION-$(sha256sum "$LS_LOCK" | cut -c1-16)"
   if [ -f "$stamp" ]; then
     return 0
   fi
   echo "install_services.sh: installing label-studio==$LS_VERSION into $LS_VENV (~2 min)" >&2
   [ -x "$LS_VENV/bin/python" ] || "$PY" -m venv "$LS_VENV"
-  "$LS_VENV/bin/python" -m pip --disable-pip-version-check -q install "label-studio==$LS_VERSION"
+  "$LS_VENV/bin/python" -m pip --disable-pip-version-check -q install "label-studio==$LS_VERSION" -c "$LS_LOCK"
   # Import only: `label-studio --version` would start a server.
   "$LS_VENV/bin/python" - "$LS_VERSION" <<'PYCHECK'
 import importlib.metadata as md

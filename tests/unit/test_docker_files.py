@@ -185,7 +185,9 @@ def test_dockerfile_installs_pinned_torch_first_then_requirements_then_sam2(dock
     text = dockerfile.read_text()
     torch_at = text.index(f'RUN pip install "torch=={_requirement_pin("torch")}"')
     assert f'"torchvision=={_requirement_pin("torchvision")}"' in text
-    requirements_at = text.index("RUN pip install -r requirements.txt")
+    # -c: the image gets the same locked dependencies as scripts/install.sh gives the test venv
+    requirements_at = text.index("RUN pip install -r requirements.txt -c constraints.txt")
+    assert text.index("COPY scripts/constraints.txt ./") < requirements_at
     sam2_at = text.index('SAM2_BUILD_CUDA=0 pip install --no-build-isolation --no-deps "sam2==1.1.0"')
     assert torch_at < requirements_at < sam2_at
     if dockerfile.name == "Dockerfile.cpu":
