@@ -12,6 +12,7 @@ against pixels decoded back from a video.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -69,14 +70,22 @@ def write_frame_folder(frames: np.ndarray, folder: str | Path, suffix: str = ".p
 
 
 def write_image(frame: np.ndarray, path: str | Path) -> Path:
-    """One uint8 [H, W, 3] RGB frame as PNG (lossless, fast compression) or JPEG (quality 95)."""
+    """One uint8 [H, W, 3] RGB frame as PNG (lossless, fast compression) or JPEG (quality 95), by ``path``'s suffix.
+
+    Raises:
+        ValueError: a suffix other than .png, .jpg or .jpeg.
+    """
     path = Path(path)
+    options = {".png": {"format": "PNG", "compress_level": 1}, ".jpg": {"format": "JPEG", "quality": 95},
+               ".jpeg": {"format": "JPEG", "quality": 95}}.get(path.suffix.lower())
+    if options is None:
+        raise ValueError(f"{path}: frames are written as .png or .jpg, not {path.suffix or 'a name without a suffix'}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.fromarray(np.ascontiguousarray(frame))
-    if path.suffix.lower() in (".jpg", ".jpeg"):
-        image.save(path, quality=95)
-    else:
-        image.save(path, compress_level=1)
+    # Written aside and renamed: a process killed mid-write (the toy's background renderer) leaves no half a PNG
+    # that the render cache would take for a finished frame.
+    part = path.with_name(f".{path.name}.{os.getpid()}.part")
+    Image.fromarray(np.ascontiguousarray(frame)).save(part, **options)
+    os.replace(part, path)
     return path
 
 

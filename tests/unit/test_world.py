@@ -499,6 +499,25 @@ def test_frame_folder_and_images_round_trip(tmp_path):
     with Image.open(jpeg) as image:
         assert image.format == "JPEG" and image.size == (W, H)
         assert np.abs(np.array(image).astype(int) - clip.frames[0]).mean() <= 4.0
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [p.name for p in paths]  # no .part left
+
+
+def test_an_image_is_written_whole_or_not_at_all_and_only_as_png_or_jpeg(tmp_path, monkeypatch):
+    """The render cache takes a frame file that exists for a finished one: a write killed half-way (Ctrl-C in a
+    render process) must leave no file under the frame's name."""
+    frame = _clip(1).frames[0]
+
+    def killed(self, fp, **options):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image.Image, "save", killed)
+        with pytest.raises(KeyboardInterrupt):
+            writers.write_image(frame, tmp_path / "frames" / "00001.png")
+    assert not (tmp_path / "frames" / "00001.png").exists()
+    with pytest.raises(ValueError, match=r"written as .png or .jpg, not .bmp"):
+        writers.write_image(frame, tmp_path / "still.bmp")
 
 
 def test_davis_layout_holds_exact_object_ids(tmp_path):
