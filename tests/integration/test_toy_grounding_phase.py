@@ -8,7 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from finetune.world.grounding import train_grounding_phase
+from finetune.world import grounding
+from finetune.world.grounding import encode_queries, train_grounding_phase
 from finetune.world.samples import SampleMix, clip_samples
 from finetune.world.scene import WorldConfig, make_clip
 from finetune.world.render_cache import rendered
@@ -73,3 +74,30 @@ def test_the_phase_adds_a_head_keeps_every_other_tensor_and_the_session_clicks_w
     best = model.toy_grounding.point(question, features, processor.sam2_transform(clip.frames, 128))
     assert prompt.frame_idx == best.frame
     assert prompt.point_coords.tolist() == [[[best.x_px, best.y_px]]]
+
+
+def test_queries_encoded_a_chunk_of_frames_per_call_get_the_features_of_one_call_per_query(toy_path, tmp_path,
+                                                                                           monkeypatch):
+    """Phase 7 encodes its queries ``ENCODE_FRAMES`` frames per SAM 2 call: each query still gets its own frames'
+    features, in the order of the samples, whatever chunk it fell in."""
+    from finetune.batch import BatchBuilder
+    from finetune.recipe import load_recipe
+    from unipixel_model.toy_grounding import FEATURE_LEVEL
+
+    monkeypatch.setattr(grounding, "ENCODE_FRAMES", 5)  # chunks of 1-4-frame queries: some split, some share
+    model, tokenizer = from_pretrained(toy_path).eval(), load_tokenizer(toy_path)
+    rng, samples = np.random.default_rng(1), []
+    for seed, frames in zip(range(7_000_200, 7_000_206), (1, 6, 1, 6, 6, 1)):
+        clip = make_clip(seed, WorldConfig(num_frames=frames))
+        samples += clip_samples(clip, rendered(clip, tmp_path / "work"), rng, TEXT_ONLY)
+    queries = encode_queries(model, tokenizer, samples)
+    asked = [s for s in samples if s.kind == "seg"]
+    assert [q.question for q in queries] == [s.question for s in asked]
+    assert sum(q.frames.shape[0] for q in queries) > 2 * grounding.ENCODE_FRAMES
+    builder = BatchBuilder(tokenizer, model.config, load_recipe("toy_tracks"))
+    with torch.no_grad():
+        for sample, query in zip(asked, queries):
+            frames = builder.build(sample).sam2_frames
+            alone = model.sam2.forward_image(frames)["backbone_fpn"][FEATURE_LEVEL]
+            assert torch.equal(query.frames, frames)
+            torch.testing.assert_close(query.features, alone, atol=1e-4, rtol=1e-4)
