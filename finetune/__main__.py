@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=("coco", "davis", "both"), default="both")
     _add_world_commands(sub)
     args = parser.parse_args(argv)
+    # Only a command line of its own may be run again (toy: with jemalloc); a caller's argv is not the process's.
+    args.own_command_line = argv is None
     if args.command in WORLD_COMMANDS:
         logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return WORLD_COMMANDS[args.command](args)
