@@ -6,7 +6,7 @@
     python -m finetune evaluate --model toy --adapter data/models/7-20261129-120000 --json report.json
     python -m finetune world --out demo/ --clips 1 --formats mp4,frames,davis,ls   # media + LS tasks
     python -m finetune toy --minutes 45 --out toy/                # a toy model in 45 minutes on 2 CPU cores
-    python -m finetune toy --steps-from unipixel_model/toy --out toy/   # the shipped toy's steps (52 minutes)
+    python -m finetune toy --steps-from unipixel_model/toy --out toy/   # the shipped toy's steps (43 minutes)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def add_world_commands(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--minutes", type=float, default=None, help="scale every phase's steps by one factor so "
                      "the whole run takes about this many minutes on 2 CPU cores")
     toy.add_argument("--steps-from", default=None, help="train each phase the steps this checkpoint's "
-                     "toy_training.json records, e.g. unipixel_model/toy: reproduce the shipped toy (52 minutes)")
+                     "toy_training.json records, e.g. unipixel_model/toy: reproduce the shipped toy (43 minutes)")
     toy.add_argument("--shapes", default=None, help="train on these shapes only (comma list), e.g. a base model "
                      "without one category for the active-learning check (use its own --work folder)")
     toy.add_argument("--init", default=None, help="start from this checkpoint instead of random weights")

@@ -29,8 +29,9 @@ above. The result is written fp16 in the official layout (plus the head's ``toy_
 tokenizer, ``toy_training.json`` (steps and losses per phase) and ``loss.png``. ``--minutes M`` scales every phase
 but the grounding head's by one factor so that the whole run takes about M minutes on 2 CPU cores.
 ``python -m finetune toy --steps-from unipixel_model/toy --out DIR`` trains the shipped checkpoint's phases with the
-steps its ``toy_training.json`` records: 51.5 minutes on 2 idle CPU cores (2026-12-07; about an hour before fused
-AdamW, the render pool of :mod:`finetune.world.render_cache` and the frame-folder decode). The shipped one was made
+steps its ``toy_training.json`` records: 43 minutes on 2 idle CPU cores (2026-12-07, with jemalloc preloaded by
+:mod:`finetune.allocator`; about an hour before fused AdamW, the render pool of :mod:`finetune.world.render_cache`,
+the frame-folder decode and jemalloc). The shipped one was made
 in three steps, so it was rounded to fp16 twice where that run keeps fp32 between phases: phases 1-6 scaled by 0.59
 (42 minutes on 2 idle CPU cores, the same bytes in both runs measured on 2026-12-06 on one machine; another machine's float
 kernels train other bytes of the same quality, see the README), then phase 7 (5 minutes, ``--init`` with that
@@ -252,14 +253,15 @@ def training_log(checkpoint: Path) -> dict:
 
 # What --minutes plans with: seconds per step on 2 idle CPU cores, the seconds each trainer phase spends besides its
 # steps (rendering its clips, loading and saving the model) and the seconds of the grounding head's whole phase.
-# Measured in one run of python -m finetune toy --steps-from unipixel_model/toy (2026-12-07, 51.5 minutes on idle
-# cores: 2,325 s of trainer steps, 310 s for the grounding head's phase, 459 s besides), after fused AdamW, the
-# render pool and the frame-folder decode made it faster (the plan before them: 0.085, 0.292, 0.033, 0.044, 0.147,
-# 0.303, 0.169 s a step, 105 s besides a phase, 355 s for the grounding head).
-STEP_SECONDS = {"toy_stills": 0.068, "toy_videos": 0.230, "toy_describe": 0.029, "toy_describe_text": 0.035,
-                "toy_masks": 0.111, "toy_tracks": 0.236, "toy_clicks": 0.127}
-RENDER_SECONDS = 66.0
-GROUNDING_SECONDS = 310.0
+# Measured in one run of python -m finetune toy --steps-from unipixel_model/toy (2026-12-07, 42 min 55 s on idle
+# cores with jemalloc preloaded: 1,901 s of trainer steps, 204 s for the grounding head's phase, 470 s besides).
+# The plans before: 0.068, 0.230, 0.029, 0.035, 0.111, 0.236, 0.127 s a step, 66 s besides, 310 s for the head
+# (51.5 minutes, before jemalloc and phase 7's batched encoding); 0.085, 0.292, 0.033, 0.044, 0.147, 0.303, 0.169,
+# 105 s and 355 s before fused AdamW, the render pool and the frame-folder decode.
+STEP_SECONDS = {"toy_stills": 0.058, "toy_videos": 0.177, "toy_describe": 0.024, "toy_describe_text": 0.029,
+                "toy_masks": 0.092, "toy_tracks": 0.197, "toy_clicks": 0.103}
+RENDER_SECONDS = 67.0
+GROUNDING_SECONDS = 204.0
 
 
 def planned_seconds(recipes: list) -> float:
