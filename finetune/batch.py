@@ -28,8 +28,7 @@ from unipixel_model.errors import UniPixelInputError
 from unipixel_model.media import Frames, frame_folder_files, load_frames, read_frame_files
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
 from unipixel_model.modeling import UniPixelInputs
-from unipixel_model.prompt_encoder import BOX_LABEL_BOTTOM_RIGHT, BOX_LABEL_TOP_LEFT, POINT_LABEL_POSITIVE, RefPrompt
-from unipixel_model.types import PointPrompt
+from unipixel_model.prompt_encoder import RefPrompt, ref_prompt_px
 
 ASSISTANT_HEADER = "<|im_end|>\n<|im_start|>assistant\n"
 
@@ -242,15 +241,8 @@ class BatchBuilder:
         return out
 
     def _ref_prompt(self, prompt, llm_frame: int, size_hw: tuple[int, int]) -> RefPrompt:
-        """Pixels of the original frame -> the SAM 2 input square (as the session does)."""
-        height, width = size_hw
-        side = self.config.sam2_image_size
-        scale = torch.tensor([side / width, side / height])
-        if isinstance(prompt, PointPrompt):
-            return RefPrompt(torch.tensor([[prompt.x_px, prompt.y_px]]) * scale,
-                             torch.tensor([POINT_LABEL_POSITIVE]), llm_frame)
-        box = torch.tensor([[prompt.x1_px, prompt.y1_px], [prompt.x2_px, prompt.y2_px]])
-        return RefPrompt((box * scale).float(), torch.tensor([BOX_LABEL_TOP_LEFT, BOX_LABEL_BOTTOM_RIGHT]), llm_frame)
+        """Pixels of the original frame -> the SAM 2 input square, as the session does."""
+        return ref_prompt_px(prompt, llm_frame, size_hw, self.config.sam2_image_size)
 
     def _sample_frames(self, sample: TrainSample) -> tuple[Frames, np.ndarray]:
         """The sample's media and uint8 [len(frame_idx), H, W, 3] pixels of its frames. Of a frame folder only those

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from unipixel_model.errors import UniPixelInputError
+from unipixel_model.prompts import BoxPrompt, PointPrompt
 
 POINT_LABEL_POSITIVE = 1
 BOX_LABEL_TOP_LEFT = 2
@@ -69,6 +70,23 @@ class PositionEmbedding1DRandom(nn.Module):
         coords = (2 * coords - 1) @ gaussian.float()
         coords = 2 * math.pi * coords
         return torch.cat([torch.sin(coords), torch.cos(coords)], dim=-1).to(gaussian.dtype)
+
+
+def sam_input_px(xy_px: torch.Tensor, size_hw: tuple[int, int], side: int) -> torch.Tensor:
+    """float [..., 2] (x, y) pixels of the original frame -> pixels of SAM 2's ``side`` square input."""
+    height, width = size_hw
+    return (xy_px.float() * torch.tensor([side / width, side / height])).float()
+
+
+def ref_prompt_px(prompt: PointPrompt | BoxPrompt, llm_frame: int, size_hw: tuple[int, int], side: int) -> RefPrompt:
+    """A point or box in pixels of a ``size_hw`` (H, W) frame -> its :class:`RefPrompt` on LLM frame ``llm_frame``
+    (the session and the trainer's batches both prompt this way)."""
+    if isinstance(prompt, PointPrompt):
+        xy = torch.tensor([[prompt.x_px, prompt.y_px]])
+        return RefPrompt(sam_input_px(xy, size_hw, side), torch.tensor([POINT_LABEL_POSITIVE]), llm_frame)
+    box = torch.tensor([[prompt.x1_px, prompt.y1_px], [prompt.x2_px, prompt.y2_px]])
+    return RefPrompt(sam_input_px(box, size_hw, side), torch.tensor([BOX_LABEL_TOP_LEFT, BOX_LABEL_BOTTOM_RIGHT]),
+                     llm_frame)
 
 
 @dataclass

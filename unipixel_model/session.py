@@ -30,12 +30,13 @@ from unipixel_model import processor, templates
 from unipixel_model.errors import UniPixelInputError
 from unipixel_model.feature_cache import SAM2FeatureCache, VisionCache, llm_frame_indices, to_numpy_mask
 from unipixel_model.heap import limit_heap_retention, release_free_memory
+from unipixel_model.llm_turn import LLMTurn, llm_turn
 from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, score_frame, track_object
 from unipixel_model.media import Frames, load_frames
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
-from unipixel_model.modeling import UniPixelInputs, UniPixelModel
+from unipixel_model.modeling import UniPixelModel
 from unipixel_model.prompt_checks import check_point, check_prompt
-from unipixel_model.prompt_encoder import RefPrompt
+from unipixel_model.prompt_encoder import RefPrompt, ref_prompt_px, sam_input_px
 from unipixel_model.toy_grounding import stride8_features
 from unipixel_model.track_store import PendingTrack, empty_track, prompt_to, store
 from unipixel_model.types import MaskPrompt, MaskTrack, PointPrompt, SegmentationResult, VisualPrompt
@@ -52,14 +53,6 @@ class SessionObject:
     prompts: list[ConditioningPrompt]
     track: MaskTrack
     directions: tuple[str, ...]
-
-
-@dataclass
-class LLMTurn:
-    """Text in, text out, and the pre-norm states that feed SAM 2 (one per ``<|seg|>``)."""
-
-    answer: str
-    seg_hidden: torch.Tensor
 
 
 @dataclass
@@ -375,49 +368,14 @@ class InferenceSession:
 
     def _llm(self, question: str, indices: tuple[int, ...], refs: list[RefPrompt],
              refer_mask: torch.Tensor | None, forced_answer: str | None) -> LLMTurn:
-        video = self.vision_cache.video(self.frames, indices)
-        device = self.model.lm_head.weight.device
-        vision = self.vision_cache.vision(indices)
-        if vision is None:
-            vision = self.model.encode_video(video.pixel_values_videos.to(device), video.video_grid_thw.to(device))
-            self.vision_cache.store_vision(indices, vision)
-        text = processor.render_chat([(question, forced_answer)])
-        ids = processor.tokenize(self.tokenizer, processor.expand_video_placeholder(text, video.num_tokens))
-        inputs = UniPixelInputs(ids.to(device), video.pixel_values_videos, video.video_grid_thw.to(device),
-                                video.second_per_grid_ts.to(device), refs, refer_mask, vision)
-        out = self.model.prefill(inputs)
-        if forced_answer is not None:
-            positions = self.model.seg_positions(inputs.input_ids, out.logits)
-            return LLMTurn(forced_answer, out.hidden_pre_norm[positions])
-        return self._generate(out)
-
-    def _generate(self, out) -> LLMTurn:
-        """Greedy decoding; a predicted ``<|seg|>`` takes the state of the position that predicted it."""
-        eos, seg = self.tokenizer.convert_tokens_to_ids("<|im_end|>"), self.model.config.seg_token_id
-        logits, hidden, generated, seg_hidden = out.logits[-1], out.hidden_pre_norm[-1], [], []
-        for _ in range(self.max_new_tokens):
-            token = int(logits.argmax())
-            if token == seg:
-                seg_hidden.append(hidden)
-            if token == eos:
-                break
-            generated.append(token)
-            logits, hidden = self.model.decode_step(token, out.cache, out.rope_deltas)
-        answer = self.tokenizer.decode(generated, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        dim = out.hidden_pre_norm.shape[-1]
-        states = torch.stack(seg_hidden) if seg_hidden else out.hidden_pre_norm.new_zeros((0, dim))
-        return LLMTurn(answer, states)
+        return llm_turn(self.model, self.tokenizer, self.frames, self.vision_cache, question, indices, refs,
+                        refer_mask, forced_answer, self.max_new_tokens)
 
     def _ref_prompt(self, prompt: VisualPrompt, llm_frame: int) -> RefPrompt:
-        if isinstance(prompt, PointPrompt):
-            return RefPrompt(self._to_sam(torch.tensor([[prompt.x_px, prompt.y_px]])), torch.tensor([1]), llm_frame)
-        box = torch.tensor([[prompt.x1_px, prompt.y1_px], [prompt.x2_px, prompt.y2_px]])
-        return RefPrompt(self._to_sam(box), torch.tensor([2, 3]), llm_frame)
+        return ref_prompt_px(prompt, llm_frame, self.frames.size_hw, self.model.config.sam2_image_size)
 
     def _to_sam(self, xy_px: torch.Tensor) -> torch.Tensor:
-        height, width = self.frames.size_hw
-        side = self.model.config.sam2_image_size
-        return (xy_px.float() * torch.tensor([side / width, side / height])).float()
+        return sam_input_px(xy_px, self.frames.size_hw, self.model.config.sam2_image_size)
 
     def _object(self, obj_id: int) -> SessionObject:
         if obj_id not in self.objects:
