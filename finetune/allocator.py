@@ -2,11 +2,11 @@
 
 A small model's training step allocates and frees thousands of short-lived tensors. glibc's malloc hands the larger
 ones back to the system and maps them again at the next step; jemalloc keeps them. Measured on 2 CPU cores
-(2026-12-07, 120 steps from the shipped toy, two runs each): a ``toy_videos`` step 0.208 -> 0.191 s, ``toy_masks``
-0.114 -> 0.110 s, ``toy_clicks`` 0.118 -> 0.111 s. Over a whole ``--steps-from unipixel_model/toy`` run the trainer's
-steps took 1,901 s against 2,325 s without it (one run each, same code otherwise): more than the short measurements
-say, perhaps as glibc's heap fragments over a long run. Only the allocator changes, not what is computed (floats may
-differ in their last bits, as they may between any two runs whose buffers lie elsewhere).
+(2026-12-07, 120 steps from the shipped toy; two runs each but masks): a ``toy_videos`` step 0.208 -> 0.191 s,
+``toy_masks`` 0.114 -> 0.110 s, ``toy_clicks`` 0.118 -> 0.111 s. Over a whole ``--steps-from unipixel_model/toy``
+run the trainer's steps took 1,901 s against 2,325 s without it (one run each, same code otherwise): more than the
+short measurements say, perhaps as glibc's heap fragments over a long run. Only the allocator changes, not what is
+computed (floats may differ in their last bits, as they may between any two runs whose buffers lie elsewhere).
 
 An allocator cannot be swapped inside a running process, so the command runs itself again with the library in
 ``LD_PRELOAD``. Debian's ``libjemalloc2`` comes with ``redis-server`` (``scripts/install_services.sh``); without it the

@@ -78,7 +78,8 @@ def sam_input_px(xy_px: torch.Tensor, size_hw: tuple[int, int], side: int) -> to
     return (xy_px.float() * torch.tensor([side / width, side / height])).float()
 
 
-def ref_prompt_px(prompt: PointPrompt | BoxPrompt, llm_frame: int, size_hw: tuple[int, int], side: int) -> RefPrompt:
+def ref_prompt_px(prompt: PointPrompt | BoxPrompt, llm_frame: int, size_hw: tuple[int, int],
+                  side: int) -> RefPrompt:
     """A point or box in pixels of a ``size_hw`` (H, W) frame -> its :class:`RefPrompt` on LLM frame ``llm_frame``
     (the session and the trainer's batches both prompt this way)."""
     if isinstance(prompt, PointPrompt):

@@ -40,7 +40,8 @@ def _lock(name: str) -> dict[str, str]:
 
 def _differences(lock: dict[str, str], installed: dict[str, str]) -> list[str]:
     """Each package whose installed version is not the locked one, or that is installed but not locked."""
-    out = [f"{n}: locked {v}, installed {installed.get(n, 'nothing')}" for n, v in lock.items() if installed.get(n) != v]
+    out = [f"{n}: locked {v}, installed {installed.get(n, 'nothing')}"
+           for n, v in lock.items() if installed.get(n) != v]
     out += [f"{n} {v} is installed but not in the lock" for n, v in installed.items() if n not in lock]
     return sorted(out)
 
@@ -52,7 +53,8 @@ def test_the_label_studio_venv_holds_exactly_its_lock():
     python = ls_venv() / "bin" / "python"
     if not python.exists():
         pytest.fail(f"{python} is missing: run `bash scripts/install_services.sh`")
-    listing = "import importlib.metadata as md, json; print(json.dumps({d.name: d.version for d in md.distributions()}))"
+    listing = ("import importlib.metadata as md, json; "
+               "print(json.dumps({d.name: d.version for d in md.distributions()}))")
     out = subprocess.run([str(python), "-c", listing], capture_output=True, text=True, check=True, timeout=120).stdout
     installed = {_canonical(n): v for n, v in json.loads(out).items() if _canonical(n) not in NOT_LOCKED}
     assert _differences(lock, installed) == []
@@ -66,4 +68,4 @@ def test_the_model_venv_holds_exactly_its_lock_and_the_lock_agrees_with_requirem
     for line in (REPO / "requirements.txt").read_text().splitlines():
         match = PIN.match(line.strip())
         if match and _canonical(match[1]) not in NOT_LOCKED:
-            assert lock[_canonical(match[1])] == match[2], f"requirements.txt and scripts/constraints.txt differ on {line}"
+            assert lock[_canonical(match[1])] == match[2], f"requirements.txt and the lock differ on {line}"
