@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LS_VENV="${UNIPIXEL_LS_VENV:-venv-ls}"
 LS_VERSION="1.23.2"
-# Every package of the LS venv pinned: LS 1.23.2 does not start with sentry-sdk 3 (scripts/constraints-label-studio.txt).
+# Every package of the LS venv is pinned here: Label Studio 1.23.2 does not start with sentry-sdk 3.
 LS_LOCK="scripts/constraints-label-studio.txt"
 PY="${PYTHON:-python3}"
 VENV="${UNIPIXEL_VENV:-.venv}"

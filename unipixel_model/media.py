@@ -190,7 +190,9 @@ def read_frame_files(files: list[Path], max_side: int | None = None) -> Frames:
     """
     first = _read_image(files[0])
     stored_hw = working_hw(first.shape[:2], max_side)
-    pixels = np.stack(list(_stored_frames(files, first, stored_hw)))
+    pixels = np.empty((len(files), *stored_hw, 3), np.uint8)
+    for i, frame in enumerate(_stored_frames(files, first, stored_hw)):
+        pixels[i] = frame  # straight into the array: no list of frames copied again by np.stack
     return Frames(pixels, DEFAULT_FPS, False, original_hw=_original_if_shrunk(first.shape, stored_hw))
 
 

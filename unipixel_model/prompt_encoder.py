@@ -73,15 +73,16 @@ class PositionEmbedding1DRandom(nn.Module):
 
 
 def sam_input_px(xy_px: torch.Tensor, size_hw: tuple[int, int], side: int) -> torch.Tensor:
-    """float [..., 2] (x, y) pixels of the original frame -> pixels of SAM 2's ``side`` square input."""
+    """[..., 2] (x, y) pixels of a ``size_hw`` (H, W) frame -> float32 pixels of SAM 2's ``side`` square input."""
     height, width = size_hw
-    return (xy_px.float() * torch.tensor([side / width, side / height])).float()
+    return xy_px.float() * torch.tensor([side / width, side / height])
 
 
 def ref_prompt_px(prompt: PointPrompt | BoxPrompt, llm_frame: int, size_hw: tuple[int, int],
                   side: int) -> RefPrompt:
-    """A point or box in pixels of a ``size_hw`` (H, W) frame -> its :class:`RefPrompt` on LLM frame ``llm_frame``
-    (the session and the trainer's batches both prompt this way)."""
+    """A point or box in pixels of a ``size_hw`` (H, W) frame -> its :class:`RefPrompt`. ``llm_frame`` is the
+    0-based index of the prompt's frame among the frames the LLM reads (not the video's frame index). The session
+    and the trainer's batches both prompt this way."""
     if isinstance(prompt, PointPrompt):
         xy = torch.tensor([[prompt.x_px, prompt.y_px]])
         return RefPrompt(sam_input_px(xy, size_hw, side), torch.tensor([POINT_LABEL_POSITIVE]), llm_frame)

@@ -31,14 +31,14 @@ but the grounding head's by one factor so that the whole run takes about M minut
 ``python -m finetune toy --steps-from unipixel_model/toy --out DIR`` trains the shipped checkpoint's phases with the
 steps its ``toy_training.json`` records: 43 minutes on 2 idle CPU cores (2026-12-07, with jemalloc preloaded by
 :mod:`finetune.allocator`; about an hour before fused AdamW, the render pool of :mod:`finetune.world.render_cache`,
-the frame-folder decode and jemalloc). The shipped one was made
-in three steps, so it was rounded to fp16 twice where that run keeps fp32 between phases: phases 1-6 scaled by 0.59
-(42 minutes on 2 idle CPU cores, the same bytes in both runs measured on 2026-12-06 on one machine; another machine's float
-kernels train other bytes of the same quality, see the README), then phase 7 (5 minutes, ``--init`` with that
-checkpoint, ``--phases toy_grounding``), then phase 8 (12 minutes, ``--init`` with that one, ``--phases
-toy_clicks``). Without either option every phase runs its recipe's full steps (phases 1-6 took 70 minutes,
-measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6, 8 rendering). CI never trains: it uses
-the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a checkpoint.
+the frame-folder decode and jemalloc). The shipped one was made in three steps, so it was rounded to fp16 twice where
+that run keeps fp32 between phases: phases 1-6 scaled by 0.59 (42 minutes on 2 idle CPU cores, the same bytes in both
+runs measured on 2026-12-06 on one machine; another machine's float kernels train other bytes of the same quality,
+see the README), then phase 7 (5 minutes, ``--init`` with that checkpoint, ``--phases toy_grounding``), then phase 8
+(12 minutes, ``--init`` with that one, ``--phases toy_clicks``). Without either option every phase runs its recipe's
+full steps (phases 1-6 took 70 minutes, measured 2026-12-05: 23 for phases 1-2, 12 for phases 3-4, 28 for phases 5-6,
+8 rendering). CI never trains: it uses the shipped checkpoint. ``--init DIR --phases a,b`` runs some phases from a
+checkpoint.
 """
 
 from __future__ import annotations

@@ -139,3 +139,16 @@ def test_results_brush_and_description_share_id_and_item_index():
     assert text["id"] == brush["id"] and text["value"] == {"text": ["a dog"]}
     pred = prediction([brush, text], "tiny@base")
     assert pred == {"result": [brush, text], "score": 0.9123, "model_version": "tiny@base"}
+
+
+def test_a_point_and_a_box_in_frame_pixels_become_ref_prompts_in_sam2_input_pixels():
+    """One rule for the session and the trainer: x scales by side / W, y by side / H (a 200 x 100 frame, side 128)."""
+    import torch
+
+    from unipixel_model.prompt_encoder import ref_prompt_px
+
+    point = ref_prompt_px(PointPrompt(50, 25, frame_idx=7), 2, (100, 200), 128)
+    assert point.coords_sam.tolist() == [[32.0, 32.0]] and point.labels.tolist() == [1] and point.frame_idx == 2
+    assert point.coords_sam.dtype == torch.float32
+    box = ref_prompt_px(BoxPrompt(0, 0, 200, 100, frame_idx=7), 0, (100, 200), 128)
+    assert box.coords_sam.tolist() == [[0.0, 0.0], [128.0, 128.0]] and box.labels.tolist() == [2, 3]
