@@ -6,7 +6,7 @@ Typical use (what the RQ job does)::
     result = trainer.train(samples, progress=lambda step, total, loss, eta_s: ...)
     trainer.save_adapter(model_dir / version)
 
-Features, each a :class:`TrainRecipe` field:
+Features, each a :class:`TrainRecipe` field (what is trained, and how, is :mod:`finetune.trainable`):
 
 * LoRA (peft, injected in place so the model stays a :class:`UniPixelModel`) on the anchored
   attention targets of ``LORA_TARGET_REGEX``; the run fails if a SAM 2 module would be wrapped.
@@ -45,20 +45,16 @@ from torch import nn
 
 from finetune.adapter_io import save_adapter
 from finetune.batch import BatchBuilder, TrainBatch
+from finetune.distributed import init_distributed
 from finetune.losses import SegLossWeights
 from finetune.objective import UniPixelObjective
-from finetune.recipe import RecipeError, TrainRecipe
+from finetune.recipe import TrainRecipe
 from finetune.sample import SampleError, TrainSample
-from unipixel_model.adapters import lora_layer_names
+from finetune.trainable import ADAPTER_NAME, build_optimizer, cosine_with_warmup, inject_lora, mark_trainable
 from unipixel_model.errors import MediaDecodeError, TokenCountError, UniPixelInputError
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_NAME = "default"
-HEAD_MODULES = ("seg_head", "ref_encoder", "ref_proj_single", "ref_proj_double", "ref_proj", "tem_emb",
-                "tem_proj", "msk_proj")
-EMBEDDING_PARAMS = ("model.language_model.embed_tokens.weight", "lm_head.weight")
-SAM2_ENCODER_PREFIX = "sam2.image_encoder."
 _SAMPLE_ERRORS = (SampleError, UniPixelInputError, MediaDecodeError, TokenCountError)
 
 ProgressCallback = Callable[[int, int, float, float], None]  # (step, total_steps, loss, eta_s)
@@ -99,35 +95,6 @@ class EvalResult:
     num_samples: int
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistInfo:
-    """Join the process group that ``torchrun`` describes in the environment (no-op for 1 process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int) -> float:
-    """LR multiplier: linear 0 -> 1 over ``warmup_steps``, then cosine 1 -> 0 (HF's schedule)."""
-    if step < warmup_steps:
-        return step / max(1, warmup_steps)
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 class Trainer:
     """Fine-tunes a :class:`UniPixelModel` in place with the given recipe.
 
@@ -144,8 +111,8 @@ class Trainer:
         self.dist = init_distributed()
         self.device = model.lm_head.weight.device
         _seed_everything(recipe.seed + self.dist.rank)
-        self.lora_modules = [] if recipe.full_model else self._inject_lora()
-        self.module_params = self._mark_trainable()
+        self.lora_modules = [] if recipe.full_model else inject_lora(model, recipe)
+        self.module_params = mark_trainable(model, recipe)
         if recipe.gradient_checkpointing:  # non-reentrant: works with frozen inputs and DDP's unused params
             model.model.activation_checkpointing_enable({"use_reentrant": False})
         autocast = torch.bfloat16 if recipe.bf16 and self.device.type == "cuda" else None
@@ -186,65 +153,6 @@ class Trainer:
         model = from_pretrained(path, device=device, dtype=dtype, sam2_image_size=recipe.sam2_image_size)
         return cls(model, load_tokenizer(path), recipe, frame_max_side)
 
-    # ---- setup ---------------------------------------------------------------------------
-    def _inject_lora(self) -> list[str]:
-        from peft import LoraConfig, inject_adapter_in_model
-
-        recipe = self.recipe
-        config = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                            target_modules=recipe.lora_target_regex, bias="none",
-                            base_model_name_or_path=recipe.base_model)
-        inject_adapter_in_model(config, self.model, adapter_name=ADAPTER_NAME)
-        wrapped = lora_layer_names(self.model)
-        if not wrapped or any(name.startswith("sam2.") for name in wrapped):
-            raise RuntimeError(f"LoRA target regex {recipe.lora_target_regex!r} wrapped {len(wrapped)} modules "
-                               f"({[n for n in wrapped if n.startswith('sam2.')][:3]} in SAM 2); expected the "
-                               "LLM/ViT attention projections only")
-        return wrapped
-
-    def _mark_trainable(self) -> list[str]:
-        """Freeze everything, then unfreeze LoRA and the recipe's modules (cast to float32).
-
-        Returns:
-            Names of the fully trained (non-LoRA) parameters, which the adapter saves in full.
-        """
-        recipe, model = self.recipe, self.model
-        prefixes = (HEAD_MODULES if recipe.train_heads else ()) + (("sam2",) if recipe.train_sam2 else ())
-        tops = {name for name, _ in model.named_children()}
-        unknown = sorted(set(recipe.full_model_modules or ()) - tops)
-        if unknown:
-            raise RecipeError(f"full_model_modules names {unknown}, which this model lacks; its top-level modules "
-                              f"are {sorted(tops)}")
-        full = []
-        for name, param in model.named_parameters():
-            lora, top = "lora_" in name, name.split(".")[0]
-            if recipe.full_model:  # every module, or the listed full_model_modules
-                train = recipe.trains_module(top)
-            else:
-                train = lora or top in prefixes or (recipe.train_embeddings and name in EMBEDDING_PARAMS)
-            if name.startswith(SAM2_ENCODER_PREFIX) and not recipe.trains_sam2_encoder:
-                train = False  # sam2_encoder_lr 0: frozen, so no gradient graph through it and not saved
-            param.requires_grad_(train)
-            if train and param.dtype != torch.float32:
-                param.data = param.data.float()  # AdamW on bf16 weights would drop small updates
-            if train and not lora:
-                full.append(name)
-        return full
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        groups: dict[str, list[nn.Parameter]] = {"lora": [], "modules": [], "sam2": [], "sam2_encoder": []}
-        for name, param in self.model.named_parameters():
-            if param.requires_grad:
-                key = "lora" if "lora_" in name else "sam2_encoder" if name.startswith(SAM2_ENCODER_PREFIX) \
-                    else "sam2" if name.startswith("sam2.") else "modules"
-                groups[key].append(param)
-        lrs = {"lora": self.recipe.lr, "modules": self.recipe.lr, "sam2": self.recipe.sam2_lr,
-               "sam2_encoder": self.recipe.sam2_encoder_lr_or_default}
-        params = [{"params": p, "lr": lrs[k], "name": k} for k, p in groups.items() if p]
-        # fused: one kernel per group for the whole update, 3.5x faster than foreach on the toy's 9.7 M parameters on
-        # 2 CPU cores (8.6 against 30 ms a step); the update is the same AdamW up to float rounding
-        return torch.optim.AdamW(params, lr=self.recipe.lr, weight_decay=self.recipe.weight_decay, fused=True)
-
     # ---- training ------------------------------------------------------------------------
     def total_steps(self, num_samples: int) -> int:
         """Optimizer steps for ``num_samples``: ``max_steps``, else ``epochs`` over this rank's shard."""
@@ -264,7 +172,7 @@ class Trainer:
         if len(samples) < self.dist.world_size:
             raise ValueError(f"{len(samples)} samples for {self.dist.world_size} processes")
         recipe, total = self.recipe, self.total_steps(len(samples))
-        optimizer = self._optimizer()
+        optimizer = build_optimizer(self.model, recipe)
         warmup = math.ceil(total * recipe.warmup_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_with_warmup(s, total, warmup))
         trainable = [p for p in self.model.parameters() if p.requires_grad]
