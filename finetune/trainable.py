@@ -91,7 +91,8 @@ def build_optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.Optimi
 
 
 def cosine_with_warmup(step: int, total_steps: int, warmup_steps: int) -> float:
-    """LR multiplier: linear 0 -> 1 over ``warmup_steps``, then cosine 1 -> 0 (HF's schedule)."""
+    """LR multiplier at optimizer step ``step`` (0-based): linear 0 -> 1 over ``warmup_steps``, then cosine 1 -> 0 at
+    ``total_steps`` (HF's schedule). Past ``total_steps`` it rises again, as HF's does; the trainer stops there."""
     if step < warmup_steps:
         return step / max(1, warmup_steps)
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
