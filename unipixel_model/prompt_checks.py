@@ -3,6 +3,8 @@ make sense. Each failure raises :class:`UniPixelInputError` saying what was give
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from unipixel_model.errors import UniPixelInputError
 from unipixel_model.feature_cache import to_numpy_mask
 from unipixel_model.media import Frames
@@ -22,6 +24,19 @@ def check_point(x: float, y: float, frame_idx: int, frames: Frames) -> None:
     height, width = frames.size_hw
     if not (0 <= x <= width and 0 <= y <= height):
         raise UniPixelInputError(f"point ({x}, {y}) is outside the {width}x{height} frame")
+
+
+def check_clicks(clicks: Sequence[PointPrompt], frames: Frames) -> int:
+    """Correction clicks must be one or more :class:`PointPrompt` on one frame of ``frames``, inside it; returns that
+    0-based frame."""
+    if not clicks or any(not isinstance(c, PointPrompt) for c in clicks):
+        raise UniPixelInputError(f"refine() takes one or more PointPrompt clicks, got {clicks!r}")
+    frame_set = sorted({c.frame_idx for c in clicks})
+    if len(frame_set) != 1:
+        raise UniPixelInputError(f"refine() clicks must share one frame, got frames {frame_set}; call it once per frame")
+    for click in clicks:
+        check_point(click.x_px, click.y_px, frame_set[0], frames)
+    return frame_set[0]
 
 
 def check_prompt(obj_id: int, prompt: VisualPrompt, frames: Frames) -> None:

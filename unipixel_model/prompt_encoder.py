@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from unipixel_model.errors import UniPixelInputError
@@ -76,6 +77,11 @@ def sam_input_px(xy_px: torch.Tensor, size_hw: tuple[int, int], side: int) -> to
     """[..., 2] (x, y) pixels of a ``size_hw`` (H, W) frame -> float32 pixels of SAM 2's ``side`` square input."""
     height, width = size_hw
     return xy_px.float() * torch.tensor([side / width, side / height])
+
+
+def mask_input(mask: torch.Tensor, side: int) -> torch.Tensor:
+    """bool or float [H, W] mask of a frame -> float [1, 1, side, side], SAM 2's mask prompt (bilinear)."""
+    return F.interpolate(mask.float()[None, None], size=(side, side), mode="bilinear", align_corners=False)
 
 
 def ref_prompt_px(prompt: PointPrompt | BoxPrompt, llm_frame: int, size_hw: tuple[int, int],

@@ -24,21 +24,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from unipixel_model import processor, templates
+from unipixel_model import templates
 from unipixel_model.errors import UniPixelInputError
 from unipixel_model.feature_cache import SAM2FeatureCache, VisionCache, llm_frame_indices, to_numpy_mask
 from unipixel_model.heap import limit_heap_retention, release_free_memory
 from unipixel_model.llm_turn import LLMTurn, llm_turn
-from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, score_frame, track_object
+from unipixel_model.mask_decoder import BACKWARD, FORWARD, ConditioningPrompt, track_object
 from unipixel_model.media import Frames, load_frames
 from unipixel_model.memory_bank import build_refer_mask, mem_prefix
 from unipixel_model.modeling import UniPixelModel
-from unipixel_model.prompt_checks import check_point, check_prompt
-from unipixel_model.prompt_encoder import RefPrompt, ref_prompt_px, sam_input_px
-from unipixel_model.toy_grounding import stride8_features
-from unipixel_model.track_store import PendingTrack, empty_track, prompt_to, store
+from unipixel_model.prompt_checks import check_clicks, check_prompt
+from unipixel_model.prompt_encoder import RefPrompt, mask_input, ref_prompt_px, sam_input_px
+from unipixel_model.refinement import refined_prompts, stretch_around
+from unipixel_model.seg_seeding import ref_seeds, seg_seeds
+from unipixel_model.track_store import PendingTrack, empty_track, fill, prompt_to, resume, stretch_track
 from unipixel_model.types import MaskPrompt, MaskTrack, PointPrompt, SegmentationResult, VisualPrompt
 
 DEFAULT_FEATURE_CACHE_BYTES = 1 << 30
@@ -91,55 +91,18 @@ class InferenceSession:
     def segment(self, text: str, *, forced_answer: str | None = None, official: bool = False) -> SegmentationResult:
         """Text query -> answer + one track per ``<|seg|>`` over every frame.
 
-        Each ``<|seg|>`` seeds SAM 2 on the LLM frame where its tokens alone find the object most
-        surely (highest object score), then propagates both ways, so an object that enters late is
-        found. ``official=True`` seeds frame 0 and propagates forward, as the official inference does. A toy
-        model with a text-grounding head (:mod:`unipixel_model.toy_grounding`) seeds a single ``<|seg|>`` where the
-        head points instead, with a click there beside the tokens.
+        Where each ``<|seg|>`` seeds SAM 2 (the frame its tokens find the object on, both ways; ``official=True``:
+        frame 0, forward, as the official inference does): :mod:`unipixel_model.seg_seeding`.
         """
         indices = llm_frame_indices(self.frames.num_frames, [])
         turn = self._llm(text, indices, [], None, forced_answer)
         return SegmentationResult(turn.answer, self._seg_tracks(turn, indices, official, text))
 
-    def _seg_tracks(self, turn: "LLMTurn", indices: tuple[int, ...], official: bool,
+    def _seg_tracks(self, turn: LLMTurn, indices: tuple[int, ...], official: bool,
                     query: str | None = None) -> list[MaskTrack]:
-        tracks = []
         tokens = self.model.seg_tokens(turn.seg_hidden)
-        # toy models only: the one <|seg|> of a text query is also clicked where its words point (toy_grounding.py)
-        grounded = self._grounded_click(query, indices) if query and len(tokens) == 1 and not official else None
-        for tok in tokens:
-            if official:
-                tracks.append(self._new_object([ConditioningPrompt(0, hidden=tok[None])], (FORWARD,)))
-            elif grounded is not None:
-                frame, coords = grounded
-                labels = torch.ones(1, 1, dtype=torch.int32, device=coords.device)
-                prompt = ConditioningPrompt(frame, hidden=tok[None], point_coords=coords, point_labels=labels)
-                tracks.append(self._new_object([prompt], (FORWARD, BACKWARD)))
-            else:
-                frame = self._likeliest_frame(tok[None], indices)
-                tracks.append(self._new_object([ConditioningPrompt(frame, hidden=tok[None])], (FORWARD, BACKWARD)))
-        return tracks
-
-    def _grounded_click(self, text: str, indices: tuple[int, ...]) -> tuple[int, torch.Tensor] | None:
-        """The toy's text grounding (None without one): (the frame, its best cell's centre [1, 1, 2] in SAM 2 input
-        pixels) among the LLM's frames."""
-        grounding = self.model.toy_grounding
-        if grounding is None:
-            return None
-        features = stride8_features([self.features(i) for i in indices])
-        device = features.device
-        frames = processor.sam2_transform(self.frames.take(list(indices)), self.model.config.sam2_image_size)
-        point = grounding.point(text, features, frames.to(device))
-        return indices[point.frame], torch.tensor([[[point.x_px, point.y_px]]], device=device)
-
-    def _likeliest_frame(self, hidden: torch.Tensor, candidates: tuple[int, ...]) -> int:
-        """The frame among ``candidates`` where SAM 2, prompted by ``hidden`` [1, K, C] alone and
-        without memory, gives the highest object score."""
-        if len(candidates) == 1:
-            return candidates[0]
-        scores = [score_frame(self.model.sam2, self.features, self.frames.num_frames, frame, hidden)
-                  for frame in candidates]
-        return candidates[int(np.argmax(scores))]
+        seeds = seg_seeds(self.model, self.features, self.frames, tokens, indices, official, query)
+        return [self._new_object(seed.prompts, seed.directions) for seed in seeds]
 
     @torch.no_grad()
     def refer(self, prompts: Mapping[int, VisualPrompt], question: str | None = None, *,
@@ -208,33 +171,16 @@ class InferenceSession:
             The object's new :class:`MaskTrack` (also stored in the memory bank).
         """
         entry = self._object(obj_id)
-        if not clicks or any(not isinstance(c, PointPrompt) for c in clicks):
-            raise UniPixelInputError(f"refine() takes one or more PointPrompt clicks, got {clicks!r}")
-        frames = sorted({c.frame_idx for c in clicks})
-        if len(frames) != 1:
-            raise UniPixelInputError(f"refine() clicks must share one frame, got frames {frames}; call it once per frame")
-        frame_idx = frames[0]
-        for click in clicks:
-            check_point(click.x_px, click.y_px, frame_idx, self.frames)
-        points = [(c.x_px, c.y_px) for c in clicks]
-        labels = [int(c.positive) for c in clicks]
-        coords = self._to_sam(torch.tensor(points, dtype=torch.float32))[None]
-        new_labels = torch.tensor([labels], dtype=torch.int32)
-        previous = next((p for p in entry.prompts if p.frame_idx == frame_idx), None)
-        if previous is not None and previous.point_coords is not None:
-            coords = torch.cat([previous.point_coords, coords], dim=1)
-            new_labels = torch.cat([previous.point_labels, new_labels], dim=1)
+        frame_idx = check_clicks(clicks, self.frames)
+        coords = self._to_sam(torch.tensor([(c.x_px, c.y_px) for c in clicks], dtype=torch.float32))[None]
+        labels = torch.tensor([[int(c.positive) for c in clicks]], dtype=torch.int32)
         prev_logits = None  # a frame never tracked: clicks alone
         if frame_idx in entry.track.frame_idx:
             prev_logits = entry.track.low_res_logits[frame_idx][None, None].clone()
-        prompt = ConditioningPrompt(frame_idx, hidden=previous.hidden if previous else None, point_coords=coords,
-                                    point_labels=new_labels, prev_logits=prev_logits)
-        prompts = [p for p in entry.prompts if p.frame_idx != frame_idx] + [prompt]
-        others = [p.frame_idx for p in prompts if p.frame_idx != frame_idx]
+        prompts = refined_prompts(entry.prompts, frame_idx, coords, labels, prev_logits)
         stretch = None
         if stretch_only:
-            stretch = (frame_idx, max([f for f in others if f < frame_idx], default=-1),
-                       min([f for f in others if f > frame_idx], default=self.frames.num_frames))
+            stretch = stretch_around(frame_idx, [p.frame_idx for p in prompts], self.frames.num_frames)
         entry.prompts, entry.directions = prompts, (FORWARD, BACKWARD)
         entry.track = self._track(obj_id, prompts, entry.directions, stretch, entry.track if stretch else None)
         return entry.track
@@ -280,10 +226,8 @@ class InferenceSession:
         if job is None:
             return True
         try:
-            for done, pred in enumerate(job.steps, start=1):
-                store(job.track, pred)
-                if max_frames is not None and done >= max_frames:
-                    return False
+            if not resume(job, max_frames):
+                return False
             del self.pending[obj_id]
             return True
         finally:
@@ -313,21 +257,11 @@ class InferenceSession:
         text, answer = templates.memory_question(ids, question)
         turn = self._llm(text, indices, refs, None, answer)
         tokens = self.model.seg_tokens(turn.seg_hidden[:len(ids)])  # an extra <|seg|> after <|im_end|> is dropped
-        tracks = []
-        for obj_id, ref, tok in zip(ids, refs, tokens):
-            if official:
-                conds, directions = [ConditioningPrompt(0, hidden=tok[None])], (FORWARD,)
-            else:
-                conds = [ConditioningPrompt(prompts[obj_id].frame_idx, hidden=tok[None],
-                                            point_coords=ref.coords_sam[None], point_labels=ref.labels[None].int())]
-                directions = (FORWARD, BACKWARD)
-            tracks.append(self._new_object(conds, directions, obj_id))
-        return tracks
+        seeds = ref_seeds(frames, refs, tokens, official)
+        return [self._new_object(seed.prompts, seed.directions, obj_id) for obj_id, seed in zip(ids, seeds)]
 
     def _mask_object(self, obj_id: int, prompt: MaskPrompt) -> MaskTrack:
-        side = self.model.config.sam2_image_size
-        mask = torch.from_numpy(to_numpy_mask(prompt.mask)).float()[None, None]
-        mask = F.interpolate(mask, size=(side, side), mode="bilinear", align_corners=False)
+        mask = mask_input(torch.from_numpy(to_numpy_mask(prompt.mask)), self.model.config.sam2_image_size)
         return self._new_object([ConditioningPrompt(prompt.frame_idx, mask=mask)], (FORWARD, BACKWARD), obj_id)
 
     def _new_object(self, prompts: list[ConditioningPrompt], directions: tuple[str, ...],
@@ -347,8 +281,7 @@ class InferenceSession:
         total = self.frames.num_frames
         side = sam2.image_size // 4
         if base is not None and stretch is not None:
-            track = MaskTrack(obj_id, self.frames.size_hw, base.low_res_logits, base.object_scores.clone(),
-                              base.ious.clone(), sorted(p.frame_idx for p in prompts), (stretch[1] + 1, stretch[2] - 1))
+            track = stretch_track(base, [p.frame_idx for p in prompts], stretch)
         else:
             track = empty_track(obj_id, self.frames.size_hw, total, side, [p.frame_idx for p in prompts])
         self.pending.pop(obj_id, None)  # a new track supersedes an unfinished one
@@ -356,13 +289,9 @@ class InferenceSession:
         deadline = self.track_deadline
         if deadline is None and self.track_budget_s is not None:
             deadline = time.monotonic() + self.track_budget_s
-        for pred in steps:
-            if stretch is not None and pred.frame_idx != stretch[0] and not stretch[1] < pred.frame_idx < stretch[2]:
-                continue  # another prompted frame: the annotator's, kept as it is
-            store(track, pred)
-            if deadline is not None and not pred.is_conditioning and time.monotonic() > deadline:
-                self.pending[obj_id] = PendingTrack(track, steps)
-                break
+        pending = fill(track, steps, deadline, stretch)
+        if pending is not None:
+            self.pending[obj_id] = pending
         release_free_memory()  # this call's freed temporaries go back before the next (see heap.py)
         return track
 

@@ -5,6 +5,7 @@ tracking budget."""
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -61,3 +62,33 @@ def prompt_to(prompt: ConditioningPrompt, device: torch.device) -> ConditioningP
     move = (lambda t: None if t is None else t.to(device))
     return ConditioningPrompt(prompt.frame_idx, move(prompt.hidden), move(prompt.point_coords),
                               move(prompt.point_labels), move(prompt.mask), move(prompt.prev_logits))
+
+
+def stretch_track(base: MaskTrack, prompt_frames: list[int], stretch: tuple[int, int, int]) -> MaskTrack:
+    """A track to re-fill only the stretch (start, lo, hi), frames lo < f < hi: it shares ``base``'s logits (frames
+    outside the stretch keep theirs) and copies its scores; ``updated`` says which frames the call changes."""
+    return MaskTrack(base.obj_id, base.frame_size_hw, base.low_res_logits, base.object_scores.clone(),
+                     base.ious.clone(), sorted(prompt_frames), (stretch[1] + 1, stretch[2] - 1))
+
+
+def fill(track: MaskTrack, steps: Iterator[FramePrediction], deadline: float | None,
+         stretch: tuple[int, int, int] | None = None) -> PendingTrack | None:
+    """Store SAM 2's predictions into ``track`` until ``steps`` ends or ``deadline`` (``time.monotonic()`` seconds)
+    passes after a tracked frame; then the rest is a :class:`PendingTrack`. With ``stretch`` (start, lo, hi) only the
+    start frame and frames lo < f < hi are stored: other prompted frames are the annotator's, kept as they are."""
+    for pred in steps:
+        if stretch is not None and pred.frame_idx != stretch[0] and not stretch[1] < pred.frame_idx < stretch[2]:
+            continue
+        store(track, pred)
+        if deadline is not None and not pred.is_conditioning and time.monotonic() > deadline:
+            return PendingTrack(track, steps)
+    return None
+
+
+def resume(job: PendingTrack, max_frames: int | None) -> bool:
+    """Store up to ``max_frames`` more frames of ``job`` (all when None); True when its propagation has ended."""
+    for done, pred in enumerate(job.steps, start=1):
+        store(job.track, pred)
+        if max_frames is not None and done >= max_frames:
+            return False
+    return True
