@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SHAPES = ("circle", "square", "triangle", "ring", "bar")
-# Shapes the toy model never trains on: the "new category" of the active-learning check.
-HELD_OUT_SHAPES = ("cross",)
-ALL_SHAPES = SHAPES + HELD_OUT_SHAPES
+from finetune.world.geometry import ALL_SHAPES, HELD_OUT_SHAPES, SHAPES, inside, object_frame
+from finetune.world.motion import against_px, path_px
+
+__all__ = ["ALL_SHAPES", "BACKGROUNDS", "COLOURS", "HELD_OUT_SHAPES", "RESOLUTIONS_WH", "SHAPES", "Clip", "ObjectInfo",
+           "WorldConfig", "make_clip", "shape_mask_px"]
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35), "green": (40, 175, 55), "blue": (35, 75, 225), "yellow": (235, 215, 35),
     "white": (245, 245, 245), "orange": (245, 135, 25), "purple": (145, 55, 200), "cyan": (35, 205, 215),
@@ -166,7 +167,7 @@ def make_clip(seed: int, config: WorldConfig = WorldConfig()) -> Clip:
     return Clip(seed, frames, masks, objects, config.fps, background)
 
 
-# ---- objects and their paths -------------------------------------------------------------
+# ---- objects (their paths: motion.py) ------------------------------------------------------
 def _objects(rng: np.random.Generator, config: WorldConfig, count: int, width: int, height: int) -> list[ObjectInfo]:
     side = min(width, height)
     out: list[ObjectInfo] = []
@@ -183,98 +184,18 @@ def _objects(rng: np.random.Generator, config: WorldConfig, count: int, width: i
                 shape = other.shape
         size = float(rng.uniform(*config.size_range)) * side
         rgb = tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in COLOURS[colour])
-        centres = _path(rng, config, size, width, height)
+        centres = path_px(rng, config, size, width, height)
         spin = float(rng.choice([0.0, rng.uniform(-4, 4)])) if shape not in ("circle", "ring") else 0.0
         angles = float(rng.uniform(0, 90)) + spin * np.arange(config.num_frames)
         touch = other is not None and other.colour == colour and config.p_touch  # p_touch 0 draws nothing
         if touch and rng.random() < config.p_touch:
-            centres = _against(other, shape, size, angles, float(rng.uniform(0, 2 * math.pi)))
+            centres = against_px(other, shape, size, angles, float(rng.uniform(0, 2 * math.pi)))
         stripes = None
         if config.p_striped and rng.random() < config.p_striped:  # p_striped 0 draws nothing
             others = [c for c in COLOURS if c != colour]
             stripes = COLOURS[others[int(rng.integers(len(others)))]]
         out.append(ObjectInfo(shape, colour, rgb, size, centres, angles, int(depths[n]), stripes))
     return out
-
-
-def _against(other: ObjectInfo, shape: str, size: float, angles_deg: np.ndarray, heading: float) -> np.ndarray:
-    """Centres [T, 2] that keep a ``shape`` of ``size`` px (turned by ``angles_deg`` [T]) against ``other`` on every
-    frame: moved from ``other``'s centre along ``heading`` (radians) to 1 px closer than the farthest point where the
-    two still overlap, so that they touch without either hiding much of the other."""
-    direction = np.array([math.cos(heading), math.sin(heading)])
-    reach = 0.75 * (other.size_px + size) + 2  # both shapes lie within ``reach`` px of other's centre while they touch
-    yy, xx = np.mgrid[-reach:reach:1.0, -reach:reach:1.0]  # a pixel grid around other's centre
-    centres = np.empty_like(other.centres_px)
-    for t in range(len(centres)):
-        occupied = _inside(other.shape, *_object_frame(xx, yy, 0.0, 0.0, other.angles_deg[t]), other.size_px / 2)
-        near, far = 0.0, reach  # overlapping at 0, apart at ``reach``
-        while far - near > 0.5:
-            mid = (near + far) / 2
-            cx, cy = mid * direction
-            overlapping = (occupied & _inside(shape, *_object_frame(xx, yy, cx, cy, angles_deg[t]), size / 2)).any()
-            near, far = (mid, far) if overlapping else (near, mid)
-        centres[t] = other.centres_px[t] + max(0.0, near - 1.0) * direction
-    return centres
-
-
-def _path(rng: np.random.Generator, config: WorldConfig, size: float, width: int, height: int) -> np.ndarray:
-    """Centres [T, 2]: bouncing inside the frame, with an optional turn, entry or exit."""
-    frames, side, half = config.num_frames, min(width, height), size / 2
-    speed = float(rng.uniform(*config.speed_range)) * side
-    heading = float(rng.uniform(0, 2 * math.pi))
-    velocity = speed * np.array([math.cos(heading), math.sin(heading)])
-    lo, hi = np.array([half, half]), np.array([width - half, height - half])
-    hi = np.maximum(hi, lo + 1)
-    position = rng.uniform(lo, hi)
-    enter, leave = frames > 4 and rng.random() < config.p_enter, frames > 4 and rng.random() < config.p_leave
-    if enter:  # start beyond a border, heading in: visible after a few frames
-        position, velocity = _entry(rng, width, height, size, speed)
-    turn_at = int(rng.integers(frames // 4, max(frames // 4 + 1, 3 * frames // 4))) if rng.random() < config.p_turn else -1
-    leave_at = min(int(rng.integers(frames // 2, frames)), frames - 2) if leave else -1  # >= 1 step to go
-    centres = np.empty((frames, 2))
-    for t in range(frames):
-        centres[t] = position
-        if t == turn_at and not 0 <= leave_at < t:  # no turn once leaving: it would head back in
-            velocity = _rotate(velocity, float(rng.uniform(math.pi / 3, math.pi)) * rng.choice([-1, 1]))
-        if t == leave_at:  # head for the nearest border, fast enough to be gone by the last frame
-            velocity = _exit_velocity(position, width, height, speed, size, frames - 1 - t)
-        position = position + velocity
-        inside = not enter or t > 8
-        if inside and not (leave_at >= 0 and t >= leave_at):  # bounce off the borders
-            for axis in (0, 1):
-                if position[axis] < lo[axis] or position[axis] > hi[axis]:
-                    velocity[axis] = -velocity[axis]
-                    position[axis] = np.clip(position[axis], lo[axis], hi[axis])
-    return centres
-
-
-def _entry(rng: np.random.Generator, width: int, height: int, size: float, speed: float):
-    border = int(rng.integers(4))
-    speed = max(speed, size / 6)  # fully inside within ~8 frames
-    if border in (0, 1):  # left / right
-        x = -size / 2 if border == 0 else width + size / 2
-        position = np.array([x, rng.uniform(size / 2, max(size / 2 + 1, height - size / 2))])
-        velocity = np.array([speed if border == 0 else -speed, rng.uniform(-0.3, 0.3) * speed])
-    else:  # top / bottom
-        y = -size / 2 if border == 2 else height + size / 2
-        position = np.array([rng.uniform(size / 2, max(size / 2 + 1, width - size / 2)), y])
-        velocity = np.array([rng.uniform(-0.3, 0.3) * speed, speed if border == 2 else -speed])
-    return position, velocity
-
-
-def _exit_velocity(position: np.ndarray, width: int, height: int, speed: float, size: float,
-                   steps: int) -> np.ndarray:
-    """Towards the nearest border, at least fast enough that ``steps`` steps carry the whole shape
-    (every pixel within :func:`shape_mask_px`'s reach of the centre) past it."""
-    gaps = {(-1, 0): position[0], (1, 0): width - position[0], (0, -1): position[1], (0, 1): height - position[1]}
-    direction = min(gaps, key=gaps.get)
-    needed = (gaps[direction] + 0.75 * size + 1) / max(1, steps)
-    return max(speed, needed) * np.array(direction, dtype=float)
-
-
-def _rotate(vector: np.ndarray, angle: float) -> np.ndarray:
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([c * vector[0] - s * vector[1], s * vector[0] + c * vector[1]])
 
 
 # ---- drawing -------------------------------------------------------------------------------
@@ -320,7 +241,7 @@ def shape_mask_px(obj: ObjectInfo, t: int, height: int, width: int) -> np.ndarra
     if x0 >= x1 or y0 >= y1:
         return mask
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
-    mask[y0:y1, x0:x1] = _inside(obj.shape, *_object_frame(xx, yy, cx, cy, obj.angles_deg[t]), obj.size_px / 2)
+    mask[y0:y1, x0:x1] = inside(obj.shape, *object_frame(xx, yy, cx, cy, obj.angles_deg[t]), obj.size_px / 2)
     return mask
 
 
@@ -328,35 +249,5 @@ def _stripes_px(obj: ObjectInfo, t: int, height: int, width: int) -> np.ndarray:
     """bool [H, W]: every other band, a quarter of the object's size wide, across its own v axis (they turn and move
     with it)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
-    u, _ = _object_frame(xx, yy, *obj.centres_px[t], obj.angles_deg[t])
+    u, _ = object_frame(xx, yy, *obj.centres_px[t], obj.angles_deg[t])
     return np.floor(u / max(2.0, obj.size_px / 4)) % 2 == 1
-
-
-def _object_frame(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float,
-                  angle_deg: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel coordinates (x, y) -> (u, v) in the frame of an object centred at (cx, cy) and turned by angle_deg."""
-    angle = math.radians(float(angle_deg))
-    u = (xx - cx) * math.cos(angle) + (yy - cy) * math.sin(angle)
-    v = -(xx - cx) * math.sin(angle) + (yy - cy) * math.cos(angle)
-    return u, v
-
-
-def _inside(shape: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
-    if shape == "circle":
-        return u * u + v * v <= r * r
-    if shape == "ring":
-        d2 = u * u + v * v
-        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
-    if shape == "square":
-        return (np.abs(u) <= r * 0.8) & (np.abs(v) <= r * 0.8)
-    if shape == "bar":
-        return (np.abs(u) <= r) & (np.abs(v) <= r * 0.3)
-    if shape == "cross":
-        return ((np.abs(u) <= r) & (np.abs(v) <= r * 0.3)) | ((np.abs(v) <= r) & (np.abs(u) <= r * 0.3))
-    if shape == "triangle":  # equilateral, circumradius r, pointing up in the object frame
-        inside = v <= r / 2
-        for k in (1, 2):
-            a = math.radians(90 + 120 * k)
-            inside &= (u * math.cos(a) + v * math.sin(a)) <= r / 2
-        return inside
-    raise ValueError(f"unknown shape {shape!r}; shapes are {ALL_SHAPES}")
