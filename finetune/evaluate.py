@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from backend.converters.geometry import mask_to_box_px
-from finetune.metrics import db_eval_boundary, db_eval_iou, text_similarity
+from finetune.metrics import db_eval_boundary, db_eval_iou
+from finetune.text_metrics import text_similarity
 from finetune.sample import TrainSample
 from unipixel_model import templates
 from unipixel_model.errors import UniPixelInputError

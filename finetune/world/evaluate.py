@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from finetune.evaluate import DescriptionScore, EvalReport, describe_object, score_track, timed
-from finetune.metrics import text_similarity
+from finetune.text_metrics import text_similarity
 from finetune.world import sampling
 from finetune.world.expressions import describe, expressions
 from finetune.world.scene import Clip, WorldConfig, make_clip

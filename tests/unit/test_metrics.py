@@ -19,7 +19,6 @@ from finetune.metrics import (
     ReferAccumulator,
     boundary_radius_px,
     ciou_giou,
-    corpus_text_score,
     db_eval_boundary,
     db_eval_iou,
     frame_statistics,
@@ -27,8 +26,8 @@ from finetune.metrics import (
     match_boundaries,
     mean_over_expressions,
     refer_iou,
-    text_similarity,
 )
+from finetune.text_metrics import corpus_text_score, text_similarity
 
 FIXTURE_DIR = Path(__file__).parents[1] / "fixtures" / "metrics"
 EXPECTED = json.loads((FIXTURE_DIR / "expected.json").read_text())
