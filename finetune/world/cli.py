@@ -154,7 +154,8 @@ def run_world(args: argparse.Namespace) -> int:
 
 def run_toy(args: argparse.Namespace) -> int:
     from finetune.allocator import rerun_with_jemalloc
-    from finetune.world.toy import plan_steps, train_toy
+    from finetune.world.toy import train_toy
+    from finetune.world.toy_plan import plan_steps
 
     out = Path(args.out)
     work = Path(args.work) if args.work else out.with_name(out.name + ".work")
@@ -182,7 +183,8 @@ def _toy_phases_and_init(names: str | None, init_arg: str | None) -> tuple[tuple
         ValueError: an unknown phase, an ``--init`` that is not a checkpoint or whose ``toy_training.json`` is
             unreadable, or later phases without ``--init`` (they would train on random weights).
     """
-    from finetune.world.toy import PHASES, select_phases, training_log
+    from finetune.world.toy import PHASES, select_phases
+    from finetune.world.toy_plan import training_log
 
     phases = select_phases(names)
     init = Path(init_arg) if init_arg else None

@@ -200,8 +200,8 @@ def test_toy_minutes_scale_every_phase_by_one_factor_to_fit_the_budget():
     """--minutes 45 must shrink every trainer phase alike (it gave each phase an equal share of the time, so the short
     description phases trained longer than in a full run), and the whole run, the grounding head's phase included,
     must fit the budget: --minutes 45 took an hour while phases 7 and 8 were left out of the plan."""
-    from finetune.world.toy import (GROUNDING_SECONDS, PHASES, planned_seconds, plan_steps, scaled_steps,
-                                    trainer_recipes)
+    from finetune.world.toy import PHASES
+    from finetune.world.toy_plan import GROUNDING_SECONDS, plan_steps, planned_seconds, scaled_steps, trainer_recipes
 
     recipes = trainer_recipes(PHASES)  # every phase but the grounding head's (7), whose time is fixed
     assert [r.name for r in recipes] == [p.recipe for p in PHASES if p.recipe != "toy_grounding"]
@@ -223,7 +223,8 @@ def test_the_shipped_toy_is_what_steps_from_reproduces():
     """README: ``python -m finetune toy --steps-from unipixel_model/toy`` reproduces the shipped checkpoint. Its
     training log must record every phase of the command, in order, once, so that from random weights that command runs
     them all with the shipped steps; the grounding head's steps are its phase's own."""
-    from finetune.world.toy import PHASES, plan_steps, training_log
+    from finetune.world.toy import PHASES
+    from finetune.world.toy_plan import plan_steps, training_log
     from unipixel_model.loading import TOY_DIR
 
     shipped = [p["recipe"] for p in training_log(TOY_DIR)["phases"]]
@@ -234,7 +235,8 @@ def test_the_shipped_toy_is_what_steps_from_reproduces():
 
 
 def test_toy_steps_from_refuses_minutes_and_a_log_without_the_phases(tmp_path):
-    from finetune.world.toy import PHASES, plan_steps, select_phases
+    from finetune.world.toy import PHASES, select_phases
+    from finetune.world.toy_plan import plan_steps
 
     with pytest.raises(ValueError, match="give --minutes or --steps-from, not both"):
         plan_steps(PHASES, minutes=45, steps_from=tmp_path)
@@ -265,7 +267,8 @@ def test_the_held_out_sets_are_drawn_as_before():
 def test_toy_minutes_with_the_grounding_phase_alone_plans_no_recipe():
     """``--phases toy_grounding --minutes N``: phase 7 is not a recipe and is not scaled, so there is nothing to
     plan (it divided by zero)."""
-    from finetune.world.toy import scaled_steps, select_phases, trainer_recipes
+    from finetune.world.toy import select_phases
+    from finetune.world.toy_plan import scaled_steps, trainer_recipes
 
     assert trainer_recipes(select_phases("toy_grounding")) == []
     assert scaled_steps(trainer_recipes(select_phases("toy_grounding")), minutes=10) == {}
