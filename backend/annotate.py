@@ -27,7 +27,7 @@ from backend.sessions import TaskSession, TrackedObject
 from backend.targeting import target_object
 from unipixel_model import templates
 from unipixel_model.errors import UniPixelInputError
-from unipixel_model.types import MaskPrompt, MaskTrack
+from unipixel_model.types import MaskPrompt, MaskTrack, PointPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,25 @@ def _apply_click(ts: TaskSession, click: Click, pending: set[str], skipped: list
     if not track.visible(point.frame_idx):
         skipped.append(f"the model finds no object at the click on frame {point.frame_idx} for {obj.region_id} "
                        f"(object score {float(track.object_scores[point.frame_idx]):.3f}); click inside the object")
+    elif target is not None:
+        _say_unfollowed(point, obj.region_id, track, skipped)
     return obj
+
+
+def _say_unfollowed(point: PointPrompt, region_id: str, track: MaskTrack, skipped: list[str]) -> None:
+    """A correction the model did not follow (the pixel under a negative click still in the mask, or under a
+    positive one still out of it) looks like a no-op to the annotator: say so, and what to do instead."""
+    height, width = track.frame_size_hw
+    covered = bool(track.mask(point.frame_idx)[min(int(point.y_px), height - 1), min(int(point.x_px), width - 1)])
+    if covered == point.positive:
+        return
+    where = f"({point.x_px:.0f}, {point.y_px:.0f}) px on frame {point.frame_idx}"
+    if point.positive:
+        skipped.append(f"the model left the part under the click at {where} out of {region_id}; paint it in with "
+                       "the Brush on the accepted mask (README: Fix a mask by hand)")
+    else:
+        skipped.append(f"the model kept the part under the negative click at {where} in {region_id}; wipe it with "
+                       "the Eraser on the accepted mask (README: Fix a mask by hand)")
 
 
 def _forget(ts: TaskSession, obj: TrackedObject) -> None:

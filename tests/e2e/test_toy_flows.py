@@ -8,6 +8,7 @@ The flows are the README's ("Connect it in Label Studio"), driven as in ``test_e
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -119,16 +120,22 @@ def test_a_typed_text_query_is_saved_on_the_object_it_names(label_studio, toy_ba
 @pytest.mark.parametrize("auto_accept", [True, False], ids=["after-accepting", "before-accepting"])
 def test_an_alt_click_removes_a_leak(label_studio, toy_backend, editor, auto_accept):
     """README: Alt-click the part that leaked. Two touching red squares, a box over both: the mask leaks onto the right
-    one; an Alt-click on the right one removes it, and the saved mask is the left one."""
+    one; an Alt-click on the right one removes it, and the saved mask is the left one. Where the model keeps the
+    clicked spot, the backend log says so, with what to do (README: Troubleshooting)."""
     task, first, leaked, left, right = _box_over_touching_twins(label_studio, toy_backend, editor, "toy-leak",
                                                                 auto_accept)
     editor.select_smart_tool("keypoint")
-    correction = _click(editor, _centre_fraction(right), alt=True)
+    fx, fy = _centre_fraction(right)
+    correction = _click(editor, (fx, fy), alt=True)
     assert _brush_ids(correction) == [first]  # the same object, corrected in place
     editor.screenshot("corrected")
     _accept_pending(editor)
     editor.submit()
     corrected = _saved_mask(editor, task, *left.shape)
+    if corrected[int(fy * left.shape[0]), int(fx * left.shape[1])]:  # the model kept the spot: never silently
+        said = (r"skipped: the model kept the part under the negative click at \(\d+, \d+\) px on frame 0 in "
+                rf"{re.escape(first)}; wipe")
+        assert re.search(said, toy_backend.log_path.read_text()), f"no WARNING {said!r} in the backend log"
     _bar((corrected & right).sum() <= 0.1 * (leaked & right).sum() and _iou(corrected, left) >= 0.7,
          f"right twin in the mask {(leaked & right).sum()} -> {(corrected & right).sum()} px, IoU with the left one "
          f"{_iou(leaked, left):.2f} -> {_iou(corrected, left):.2f}")
@@ -160,20 +167,27 @@ def test_served_at_192_px_a_plain_click_adds_the_missed_strip(label_studio, toy_
 def _add_the_strip(ls, backend, editor, auto_accept: bool, name: str, on_the_missed_part: bool = False):
     """Click the red part of a red square with a green strip, then the strip (deep inside it, or with
     ``on_the_missed_part`` deep inside the part of it the first mask left out); (first mask, saved mask, the whole
-    object, the strip), bool [H, W] each. Fails unless the first mask left most of the strip out."""
+    object, the strip), bool [H, W] each. Fails unless the first mask left most of the strip out, and when the saved
+    mask leaves the clicked spot out without a WARNING in the backend log that says so."""
     frame, truth, strip = _square_with_strip(240, 320)
     project, task = _image_task(ls, backend, frame, f"{name}-{auto_accept}")
     _start_clicking(editor, project, task, auto_accept)
     first_call = _click(editor, _centre_fraction(truth & ~strip))
     (first,) = _brush_ids(first_call)
     missed = _returned_mask(first_call, *truth.shape)
-    addition = _click(editor, _centre_fraction(strip & ~missed if on_the_missed_part else strip))
+    fx, fy = _centre_fraction(strip & ~missed if on_the_missed_part else strip)
+    addition = _click(editor, (fx, fy))
     assert _brush_ids(addition) == [first]
     editor.screenshot("added")
     _accept_pending(editor)
     editor.submit()
     assert (missed & strip).sum() <= 0.5 * strip.sum(), "the first mask already had the strip: nothing was missed"
-    return missed, _saved_mask(editor, task, *truth.shape), truth, strip
+    added = _saved_mask(editor, task, *truth.shape)
+    if not added[int(fy * truth.shape[0]), int(fx * truth.shape[1])]:  # the model left the spot out: never silently
+        said = (r"skipped: the model left the part under the click at \(\d+, \d+\) px on frame 0 out of "
+                rf"{re.escape(first)}; paint")
+        assert re.search(said, backend.log_path.read_text()), f"no WARNING {said!r} in the backend log"
+    return missed, added, truth, strip
 
 
 @pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
