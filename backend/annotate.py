@@ -159,14 +159,14 @@ def _apply_click(ts: TaskSession, click: Click, pending: set[str], skipped: list
     if not track.visible(point.frame_idx):
         skipped.append(f"the model finds no object at the click on frame {point.frame_idx} for {obj.region_id} "
                        f"(object score {float(track.object_scores[point.frame_idx]):.3f}); click inside the object")
-    elif target is not None:
+    else:
         _say_unfollowed(point, obj.region_id, track, skipped)
     return obj
 
 
 def _say_unfollowed(point: PointPrompt, region_id: str, track: MaskTrack, skipped: list[str]) -> None:
-    """A correction the model did not follow (the pixel under a negative click still in the mask, or under a
-    positive one still out of it) looks like a no-op to the annotator: say so, and what to do instead."""
+    """A click the model did not follow (the pixel under a negative click still in the mask, or under a positive one
+    out of the mask it made or corrected) looks like a no-op to the annotator: say so, and what to do instead."""
     height, width = track.frame_size_hw
     covered = bool(track.mask(point.frame_idx)[min(int(point.y_px), height - 1), min(int(point.x_px), width - 1)])
     if covered == point.positive:

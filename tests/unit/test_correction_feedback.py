@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from backend.annotate import run_prompts
@@ -38,6 +40,13 @@ class _Refines:
         self.current = self.after
         return self.after
 
+    def new_object_id(self) -> int:
+        return 1
+
+    def refer(self, prompts: dict) -> SimpleNamespace:
+        self.current = self.after
+        return SimpleNamespace(tracks=[self.after])
+
 
 def _correct(before: tuple, after: tuple, x_px: float, y_px: float, positive: bool) -> list[str]:
     ts = TaskSession(1, "key", _Refines(_track(before), _track(after)), MediaShape(1, H, W, 0.0))
@@ -71,3 +80,13 @@ def test_a_click_on_the_last_pixel_row_and_column_is_looked_up_inside_the_frame(
     """Clicks on the frame's far edge (x = W, y = H in LS's percent) are read from its last pixel."""
     skipped = _correct((0, 0, 16, 16), (0, 0, 16, 16), W, H, positive=False)
     assert any("kept the part under the negative click at (64, 64) px" in w for w in skipped), skipped
+
+
+def test_a_new_object_whose_mask_leaves_out_its_click_is_said():
+    """A first click far from every object starts one; the model's mask lies elsewhere (it found another object)."""
+    ts = TaskSession(1, "key", _Refines(_track((0, 0, 1, 1)), _track((0, 0, 4, 4))), MediaShape(1, H, W, 0.0))
+    prompts = ContextPrompts(clicks=[Click("k1", "Object", PointPrompt(50, 50, 0))])
+    result = run_prompts(ts, prompts, "Object", describe=False)
+    (update,) = result.updates
+    assert any(f"left the part under the click at (50, 50) px on frame 0 out of {update.tracked.region_id}" in w
+               for w in result.skipped), result.skipped
