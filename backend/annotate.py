@@ -84,7 +84,18 @@ def run_prompts(ts: TaskSession, prompts: ContextPrompts, default_label: str | N
         if describe and not obj.description_by_annotator and (frames is None or obj.description is None):
             obj.description = _describe(ts, obj.obj_id) or obj.description
         result.updates.append(ObjectUpdate(obj, ts.session.track(obj.obj_id), frames))
+    incomplete = set(ts.session.incomplete())
+    result.skipped += [_nothing_drawn(u.tracked) for u in result.updates  # a click's own miss is said at the click
+                       if u.tracked.obj_id not in incomplete and not u.tracked.signature.startswith("click:")
+                       and next(u.track.visible_masks(), None) is None]
     return result
+
+
+def _nothing_drawn(obj: TrackedObject) -> str:
+    """Why an object's answer draws nothing: the model found it on no frame (say what made it, and what to do)."""
+    made_by = f"the text query {obj.signature[len('text:'):]!r}" if obj.signature.startswith("text:") else "its prompt"
+    return (f"{obj.region_id}: the model finds the object of {made_by} on no frame, so Label Studio gets nothing to "
+            "draw; click inside the object or draw a box around it")
 
 
 def _merge(changed: dict, region_id: str, frames: tuple[int, int] | None) -> tuple[int, int] | None:

@@ -47,6 +47,15 @@ class _Refines:
         self.current = self.after
         return SimpleNamespace(tracks=[self.after])
 
+    def segment(self, question: str, forced_answer: str | None = None) -> SimpleNamespace:
+        self.current = self.after
+        return SimpleNamespace(tracks=[self.after], text="")
+
+    def incomplete(self) -> list[int]:
+        return []
+
+    frames = SimpleNamespace(is_image=True)
+
 
 def _correct(before: tuple, after: tuple, x_px: float, y_px: float, positive: bool) -> list[str]:
     ts = TaskSession(1, "key", _Refines(_track(before), _track(after)), MediaShape(1, H, W, 0.0))
@@ -90,3 +99,13 @@ def test_a_new_object_whose_mask_leaves_out_its_click_is_said():
     (update,) = result.updates
     assert any(f"left the part under the click at (50, 50) px on frame 0 out of {update.tracked.region_id}" in w
                for w in result.skipped), result.skipped
+
+
+def test_a_text_query_whose_object_is_found_on_no_frame_is_said():
+    nowhere = MaskTrack(1, (H, W), torch.full((1, 16, 16), -10.0), torch.full((1,), -1.0), torch.ones(1), [0])
+    ts = TaskSession(1, "key", _Refines(nowhere, nowhere), MediaShape(1, H, W, 0.0))
+    result = run_prompts(ts, ContextPrompts(text="the purple bar"), "Object", describe=False)
+    (update,) = result.updates
+    assert result.skipped == [f"{update.tracked.region_id}: the model finds the object of the text query 'the purple "
+                              "bar' on no frame, so Label Studio gets nothing to draw; click inside the object or draw "
+                              "a box around it"]
