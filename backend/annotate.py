@@ -171,11 +171,11 @@ def _apply_click(ts: TaskSession, click: Click, pending: set[str], skipped: list
         skipped.append(f"the model finds no object at the click on frame {point.frame_idx} for {obj.region_id} "
                        f"(object score {float(track.object_scores[point.frame_idx]):.3f}); click inside the object")
     else:
-        _say_unfollowed(point, obj.region_id, track, skipped)
+        _say_unfollowed(point, obj.region_id, track, skipped, new=target is None)
     return obj
 
 
-def _say_unfollowed(point: PointPrompt, region_id: str, track: MaskTrack, skipped: list[str]) -> None:
+def _say_unfollowed(point: PointPrompt, region_id: str, track: MaskTrack, skipped: list[str], new: bool) -> None:
     """A click the model did not follow (the pixel under a negative click still in the mask, or under a positive one
     out of the mask it made or corrected) looks like a no-op to the annotator: say so, and what to do instead."""
     height, width = track.frame_size_hw
@@ -183,7 +183,10 @@ def _say_unfollowed(point: PointPrompt, region_id: str, track: MaskTrack, skippe
     if covered == point.positive:
         return
     where = f"({point.x_px:.0f}, {point.y_px:.0f}) px on frame {point.frame_idx}"
-    if point.positive:
+    if new:
+        skipped.append(f"the model left the part under the click at {where} out of {region_id}, the new object's "
+                       "mask lies elsewhere; draw a box around the object instead")
+    elif point.positive:
         skipped.append(f"the model left the part under the click at {where} out of {region_id}; paint it in with "
                        "the Brush on the accepted mask (README: Fix a mask by hand)")
     else:
