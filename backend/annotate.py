@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from backend.converters.prompts import Click, ContextPrompts, RegionPrompt
 from backend.converters.region_ids import new_object_id
 from backend.sessions import TaskSession, TrackedObject
-from backend.targeting import target_object
+from backend.targeting import covers, target_object
 from unipixel_model import templates
 from unipixel_model.errors import UniPixelInputError
 from unipixel_model.types import MaskPrompt, MaskTrack, PointPrompt
@@ -87,7 +87,7 @@ def run_prompts(ts: TaskSession, prompts: ContextPrompts, default_label: str | N
     incomplete = set(ts.session.incomplete())
     result.skipped += [_nothing_drawn(u.tracked) for u in result.updates  # a click's own miss is said at the click
                        if u.tracked.obj_id not in incomplete and not u.tracked.signature.startswith("click:")
-                       and next(u.track.visible_masks(), None) is None]
+                       and next(u.track.visible_masks(chunk=1), None) is None]  # stops at the first drawn frame
     return result
 
 
@@ -178,9 +178,7 @@ def _apply_click(ts: TaskSession, click: Click, pending: set[str], skipped: list
 def _say_unfollowed(point: PointPrompt, region_id: str, track: MaskTrack, skipped: list[str], new: bool) -> None:
     """A click the model did not follow (the pixel under a negative click still in the mask, or under a positive one
     out of the mask it made or corrected) looks like a no-op to the annotator: say so, and what to do instead."""
-    height, width = track.frame_size_hw
-    covered = bool(track.mask(point.frame_idx)[min(int(point.y_px), height - 1), min(int(point.x_px), width - 1)])
-    if covered == point.positive:
+    if covers(track.mask(point.frame_idx), point) == point.positive:
         return
     where = f"({point.x_px:.0f}, {point.y_px:.0f}) px on frame {point.frame_idx}"
     if new:

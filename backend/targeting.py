@@ -41,7 +41,7 @@ def target_object(ts: TaskSession, point: PointPrompt, prefer: set[str] = frozen
     masks = {o.region_id: _mask(tracks[o.region_id], frame) for o in order}
     for obj in order:
         mask = masks[obj.region_id]
-        if mask is not None and mask[_clip(point.y_px, mask.shape[0]), _clip(point.x_px, mask.shape[1])]:
+        if mask is not None and covers(mask, point):
             swallowed = point.positive and frame in tracks[obj.region_id].prompt_frames
             return None if swallowed else obj
     for obj in order:
@@ -57,6 +57,12 @@ def target_object(ts: TaskSession, point: PointPrompt, prefer: set[str] = frozen
     if point.positive or not order:
         return None
     return min(order, key=lambda o: _distance(point, masks[o.region_id], tracks[o.region_id]))
+
+
+def covers(mask: np.ndarray, point: PointPrompt) -> bool:
+    """Whether bool [H, W] ``mask`` (pixels of the point's frame) holds the pixel under ``point`` (``x_px``, ``y_px``
+    in pixels of that frame; a point on the far edge reads the last pixel)."""
+    return bool(mask[_clip(point.y_px, mask.shape[0]), _clip(point.x_px, mask.shape[1])])
 
 
 def _mask(track: MaskTrack, frame_idx: int) -> np.ndarray | None:

@@ -65,8 +65,8 @@ def prompt_to(prompt: ConditioningPrompt, device: torch.device) -> ConditioningP
 
 
 def stretch_track(base: MaskTrack, prompt_frames: list[int], stretch: tuple[int, int, int]) -> MaskTrack:
-    """A track to re-fill only the stretch (start, lo, hi), frames lo < f < hi: it shares ``base``'s logits (frames
-    outside the stretch keep theirs) and copies its scores; ``updated`` says which frames the call changes."""
+    """A track to re-fill only the stretch (start, lo, hi), 0-based frames lo < f < hi: it shares ``base``'s logits
+    (frames outside the stretch keep theirs) and copies its scores; ``updated`` says which frames the call changes."""
     return MaskTrack(base.obj_id, base.frame_size_hw, base.low_res_logits, base.object_scores.clone(),
                      base.ious.clone(), sorted(prompt_frames), (stretch[1] + 1, stretch[2] - 1))
 
@@ -74,8 +74,9 @@ def stretch_track(base: MaskTrack, prompt_frames: list[int], stretch: tuple[int,
 def fill(track: MaskTrack, steps: Iterator[FramePrediction], deadline: float | None,
          stretch: tuple[int, int, int] | None = None) -> PendingTrack | None:
     """Store SAM 2's predictions into ``track`` until ``steps`` ends or ``deadline`` (``time.monotonic()`` seconds)
-    passes after a tracked frame; then the rest is a :class:`PendingTrack`. With ``stretch`` (start, lo, hi) only the
-    start frame and frames lo < f < hi are stored: other prompted frames are the annotator's, kept as they are."""
+    passes after a tracked frame; then the rest is a :class:`PendingTrack`. With ``stretch`` (start, lo, hi; 0-based
+    frames) only the start frame and frames lo < f < hi are stored: other prompted frames are the annotator's, kept as
+    they are."""
     for pred in steps:
         if stretch is not None and pred.frame_idx != stretch[0] and not stretch[1] < pred.frame_idx < stretch[2]:
             continue
