@@ -213,7 +213,7 @@ def _from_directory(path: Path, max_frames: int | None, max_side: int | None) ->
     first = _read_image(files[0])
     stored_hw = working_hw(first.shape[:2], max_side)
     _check_room(len(files), (*stored_hw, 3), path)
-    tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
+    tmp = _frames_file()
     with _disk_full_is_clear(path):
         for frame in _stored_frames(files, first, stored_hw):
             tmp.write(frame.tobytes())  # streamed to disk: flat RAM
@@ -229,7 +229,7 @@ def _from_video(path: Path, max_frames: int | None, max_side: int | None) -> Fra
     fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
     expected = max(1, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))  # the container's count: an estimate
     expected = min(expected, max_frames or expected)  # no more are ever written
-    tmp = tempfile.NamedTemporaryFile(prefix="unipixel-frames-", suffix=".u8")
+    tmp = _frames_file()
     count, shape, original = 0, None, None
     with _disk_full_is_clear(path):
         try:
@@ -286,9 +286,15 @@ def _disk_full_is_clear(source: Path) -> Iterator[None]:
                                "free space or point TMPDIR at a larger disk") from err
 
 
+def _frames_file():
+    """A temporary file without a name for decoded frames: the kernel frees it when the process ends, however it
+    ends (a named one outlived every backend killed with SIGKILL: the OOM killer, ``docker kill``)."""
+    return tempfile.TemporaryFile(prefix="unipixel-frames-", suffix=".u8")
+
+
 def _stored(tmp, count: int, shape: tuple[int, ...], fps: float, original_hw: tuple[int, int] | None) -> Frames:
     """Frames of the ``count`` frames of ``shape`` written to ``tmp`` (``pixels``: a memmap that
     :meth:`Frames.take` never reads through; ``original_hw``: the media's size when stored smaller)."""
     tmp.flush()
-    store = np.memmap(tmp.name, dtype=np.uint8, mode="r", shape=(count, *shape))
+    store = np.memmap(tmp, dtype=np.uint8, mode="r", shape=(count, *shape))
     return Frames(store, fps, False, tmp, original_hw)
