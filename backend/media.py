@@ -29,6 +29,7 @@ import requests
 
 from backend.errors import MediaError, MediaUnavailable
 from backend.ls_client import LabelStudioClient, describe_request_error
+from backend.media_cache import PART_PREFIX, MediaCache
 
 logger = logging.getLogger(__name__)
 LS_PREFIXES = ("/data/upload/", "/data/local-files", "/storage-data/", "/tasks/")  # task paths sent to LS
@@ -95,6 +96,7 @@ class MediaPolicy:
     local_roots: tuple[Path, ...]   # UNIPIXEL_LOCAL_ROOTS
     max_media_bytes: int            # UNIPIXEL_MAX_MEDIA_MB
     max_frames: int                 # UNIPIXEL_MAX_FRAMES (frame lists)
+    cache_max_bytes: int = 0        # UNIPIXEL_MEDIA_CACHE_MB (the server's cache); 0 keeps every file
 
 
 class MediaFetcher:
@@ -104,6 +106,8 @@ class MediaFetcher:
         self.policy = policy
         self.client = client
         self.cache_dir = Path(policy.cache_dir)
+        self.cache = MediaCache(self.cache_dir, policy.cache_max_bytes)
+        self.cache.prune()  # cut downloads of a stopped process; a cap lowered since the last start
 
     def fetch(self, url: str, task_id: int | None = None) -> Path:
         """A local path for ``url``.
@@ -202,6 +206,7 @@ class MediaFetcher:
         suffix = re.sub(r"[^A-Za-z0-9.]", "", suffix)[:8]  # part of a cache file name: no NUL, no separator
         target = self.cache_dir / (hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32] + suffix)
         if target.is_file():
+            self.cache.used(target)
             return target
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -213,7 +218,8 @@ class MediaFetcher:
             self._check_status(reply, key)
             declared = reply.headers.get("Content-Length") or "0"
             self._check_size(int(declared) if declared.isdigit() else 0, key)
-            self._stream(reply, key, target)
+            size = self._stream(reply, key, target)
+        self.cache.downloaded(size)
         return target
 
     def _get(self, url: str, key: str, auth: bool) -> requests.Response:
@@ -254,8 +260,9 @@ class MediaFetcher:
         raise MediaError(f"{_shown(key)} redirects to host {parsed.hostname!r}, which is not allowed; add it to "
                          "UNIPIXEL_ALLOWED_HOSTS (comma list) or serve the media through Label Studio")
 
-    def _stream(self, reply: requests.Response, key: str, target: Path) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".part-")
+    def _stream(self, reply: requests.Response, key: str, target: Path) -> int:
+        """Write the body to ``target`` through a ``.part-`` file renamed when complete; its size in bytes."""
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=PART_PREFIX)
         try:
             written = 0
             with os.fdopen(fd, "wb") as out:
@@ -267,6 +274,7 @@ class MediaFetcher:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return written
 
     @staticmethod
     def _check_status(reply: requests.Response, key: str) -> None:

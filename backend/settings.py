@@ -9,7 +9,7 @@ same names; ``tests/unit/test_settings.py`` checks that the two stay in sync.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,6 +30,7 @@ class Settings(FinetuneSettings):
     webhook_secret: str = ""                   # UNIPIXEL_WEBHOOK_SECRET
     # media
     media_cache_dir: Path = Path("data/media")             # UNIPIXEL_MEDIA_CACHE_DIR
+    media_cache_bytes: int = 20 << 30                      # UNIPIXEL_MEDIA_CACHE_MB (0: no cap)
     # request limits, checked before any work (backend/limits.py)
     max_request_bytes: int = 8 << 20                       # UNIPIXEL_MAX_REQUEST_MB (request body)
     max_json_depth: int = 64                               # UNIPIXEL_MAX_JSON_DEPTH (nesting of the JSON body)
@@ -54,6 +55,7 @@ class Settings(FinetuneSettings):
         "basic_auth_pass": (("BASIC_AUTH_PASS",), secret),
         "webhook_secret": (("UNIPIXEL_WEBHOOK_SECRET", "WEBHOOK_SECRET"), secret),
         "media_cache_dir": (("UNIPIXEL_MEDIA_CACHE_DIR",), Path),
+        "media_cache_bytes": (("UNIPIXEL_MEDIA_CACHE_MB",), mebibytes),
         "max_request_bytes": (("UNIPIXEL_MAX_REQUEST_MB",), mebibytes),
         "max_json_depth": (("UNIPIXEL_MAX_JSON_DEPTH",), int),
         "max_regions": (("UNIPIXEL_MAX_REGIONS",), int),
@@ -81,14 +83,19 @@ class Settings(FinetuneSettings):
         for name, value in positive.items():
             if value <= 0:
                 raise SettingsError(f"{name} must be > 0, got {value}")
+        if self.media_cache_bytes < 0:
+            raise SettingsError(f"UNIPIXEL_MEDIA_CACHE_MB must be >= 0 (0: no cap), got {self.media_cache_bytes >> 20}")
         if self.interactive_budget_s <= 0 or self.batch_budget_s <= 0:
             raise SettingsError("UNIPIXEL_INTERACTIVE_BUDGET_S and UNIPIXEL_BATCH_BUDGET_S must be > 0 seconds")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise SettingsError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
 
     def media_policy(self, cache_dir: Path | None = None) -> MediaPolicy:
-        """As the fine-tune's, cached in ``UNIPIXEL_MEDIA_CACHE_DIR`` by default."""
-        return super().media_policy(cache_dir or self.media_cache_dir)
+        """As the fine-tune's; by default cached in ``UNIPIXEL_MEDIA_CACHE_DIR`` under ``UNIPIXEL_MEDIA_CACHE_MB``
+        (another ``cache_dir``, the fine-tune's, keeps every file: its training samples refer to them)."""
+        if cache_dir is not None:
+            return super().media_policy(cache_dir)
+        return replace(super().media_policy(self.media_cache_dir), cache_max_bytes=self.media_cache_bytes)
 
 
 ENV_NAMES: tuple[str, ...] = Settings.env_names()

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).parents[2]
-SERVER_FREE = {"backend.media", "backend.ls_client", "backend.versions", "backend.label_config",
+SERVER_FREE = {"backend.media", "backend.media_cache", "backend.ls_client", "backend.versions", "backend.label_config",
                "backend.errors", "backend.task_data", "backend.modes", "backend.converters"}
 MODEL_FORBIDDEN = ("backend", "finetune", "flask", "rq", "redis", "label_studio_sdk", "label_studio")
 
