@@ -95,7 +95,8 @@ def _publish(settings, args) -> int:
         return 2
     version = new_version_name(args.project)
     info = {"project": args.project, "reason": "manual publish", "base_model": settings.model, "source": str(source)}
-    print(publish(settings.model_dir, version, lambda dest: shutil.copytree(source, dest), info, []))
+    print(publish(settings.model_dir, version, lambda dest: shutil.copytree(source, dest), info, [],
+                  keep=settings.keep_versions))
     return 0
 
 

@@ -204,7 +204,8 @@ class FinetuneRun:
         self.report(stage="publishing")
         version = new_version_name(self.project_id)
         info = {**summary, "base_model": self.settings.model, "recipe": self.recipe.name, "losses": result.losses}
-        path = publish(Path(self.settings.model_dir), version, trainer.save_adapter, info, result.losses)
+        path = publish(Path(self.settings.model_dir), version, trainer.save_adapter, info, result.losses,
+                       keep=self.settings.keep_versions)
         self.report(stage="published", version=version)
         return {"status": "published", "version": version, "path": str(path)}
 

@@ -2,12 +2,14 @@
 
 The version is assembled in a hidden temporary directory next to its final place and renamed in
 one step, so a crash (or SIGKILL) mid-publish leaves no partial version; ``latest`` moves only
-after the rename. Stale temporary directories of killed runs are removed by the next publish.
+after the rename. Stale temporary directories of killed runs are removed by the next publish. Once ``latest`` has
+moved, versions beyond the newest ``keep`` (``UNIPIXEL_KEEP_VERSIONS``) are removed, never the served one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from pathlib import Path
 from backend.versions import VersionStore
 
 TMP_PREFIX = ".tmp-"
+logger = logging.getLogger(__name__)
 
 
 def new_version_name(project_id: int) -> str:
@@ -25,8 +28,9 @@ def new_version_name(project_id: int) -> str:
 
 
 def publish(model_dir: Path, version: str, write_adapter: Callable[[Path], object], info: dict,
-            losses: list[float]) -> Path:
-    """Write ``adapter/`` (via ``write_adapter(path)``), ``version.json`` and ``loss.png``, then rename.
+            losses: list[float], keep: int = 0) -> Path:
+    """Write ``adapter/`` (via ``write_adapter(path)``), ``version.json`` and ``loss.png``, then rename; then
+    remove the versions beyond the newest ``keep`` (0: keep every one; see :func:`remove_old_versions`).
 
     Returns:
         The final version directory (``latest`` already points at it).
@@ -49,7 +53,32 @@ def publish(model_dir: Path, version: str, write_adapter: Callable[[Path], objec
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     VersionStore(model_dir).set_latest(version)
+    remove_old_versions(model_dir, keep)
     return final
+
+
+def remove_old_versions(model_dir: Path, keep: int) -> list[str]:
+    """Remove the complete versions older than the newest ``keep`` (by ``created``), except the one ``latest``
+    names (an operator may have rolled back to it). Each goes by one rename to a hidden temporary name first, so a
+    reader never sees half a version; a process killed mid-removal leaves that name to the next publish.
+
+    Returns:
+        The names removed, oldest first.
+    """
+    if keep <= 0:
+        return []
+    store = VersionStore(model_dir)
+    served = store.latest()
+    names = [str(info["version"]) for info in store.list()]
+    removed = [name for name in names[:max(len(names) - keep, 0)] if name != served]
+    for name in removed:
+        hidden = Path(model_dir) / f"{TMP_PREFIX}removed-{name}"
+        (Path(model_dir) / name).rename(hidden)
+        shutil.rmtree(hidden, ignore_errors=True)
+    if removed:
+        logger.info("removed %d old version(s): %s; keeping the newest %d (UNIPIXEL_KEEP_VERSIONS)", len(removed),
+                    ", ".join(removed), keep)
+    return removed
 
 
 def plot_losses(losses: list[float], path: Path) -> None:

@@ -86,6 +86,7 @@ class FinetuneSettings:
     device: str = "auto"                       # DEVICE: auto | cpu | cuda | cuda:N
     sam2_image_size: int = 0                   # UNIPIXEL_SAM2_IMAGE_SIZE: SAM 2's input side, px (0: the checkpoint's)
     model_dir: Path = Path("data/models")      # MODEL_DIR: published fine-tuned versions
+    keep_versions: int = 10                    # UNIPIXEL_KEEP_VERSIONS: newest versions kept (0: every one)
     # Label Studio access (media downloads, posting background predictions, gathering annotations)
     label_studio_url: str = ""                 # LABEL_STUDIO_URL (fallback LABEL_STUDIO_HOST)
     label_studio_api_key: str = ""             # LABEL_STUDIO_API_KEY (fallback LABEL_STUDIO_ACCESS_TOKEN)
@@ -111,6 +112,7 @@ class FinetuneSettings:
         "device": (("DEVICE",), str),
         "sam2_image_size": (("UNIPIXEL_SAM2_IMAGE_SIZE",), int),
         "model_dir": (("MODEL_DIR",), Path),
+        "keep_versions": (("UNIPIXEL_KEEP_VERSIONS",), int),
         "label_studio_url": (("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST"), lambda raw: raw.rstrip("/")),
         "label_studio_api_key": (("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN"), secret),
         "allowed_hosts": (("UNIPIXEL_ALLOWED_HOSTS",), split),
@@ -131,6 +133,9 @@ class FinetuneSettings:
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("label_studio_api_key",)
 
     def __post_init__(self) -> None:
+        if self.keep_versions < 0 or self.keep_versions == 1:
+            raise SettingsError(f"UNIPIXEL_KEEP_VERSIONS must be 0 (keep every version) or at least 2 (the served one "
+                                f"and the one before, which a backend may still be loading), got {self.keep_versions}")
         for name in ("max_media_bytes", "max_frames", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)}")

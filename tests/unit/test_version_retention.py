@@ -1,0 +1,57 @@
+"""Published versions are kept to the newest ``UNIPIXEL_KEEP_VERSIONS`` (a 3B adapter is about 0.5-1 GB, and a team
+that fine-tunes every few hours filled ``MODEL_DIR`` within weeks); the served one is never removed."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from backend.versions import VersionStore
+from finetune.publish import publish, remove_old_versions
+from finetune.settings import FinetuneSettings, SettingsError
+
+
+def _publish(model_dir, name: str, created: float, keep: int = 0):
+    def write_adapter(dest):
+        dest.mkdir()
+        (dest / "adapter_config.json").write_text("{}")
+
+    path = publish(model_dir, name, write_adapter, {}, [1.0], keep=keep)
+    info = json.loads((path / "version.json").read_text())
+    (path / "version.json").write_text(json.dumps({**info, "created": created}))  # as if published that long ago
+    return path
+
+
+def test_publishing_removes_the_oldest_versions_beyond_the_newest_kept(tmp_path, caplog):
+    caplog.set_level(logging.INFO, "finetune.publish")
+    for n in range(3):
+        _publish(tmp_path, f"p1-{n}", created=1000.0 + n, keep=3)
+    assert [v["version"] for v in VersionStore(tmp_path).list()] == ["p1-0", "p1-1", "p1-2"]  # 3: all kept
+    _publish(tmp_path, "p1-3", created=1003.0, keep=2)
+    store = VersionStore(tmp_path)
+    assert [v["version"] for v in store.list()] == ["p1-2", "p1-3"] and store.latest() == "p1-3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "p1-2", "p1-3"]  # nothing half-removed
+    assert "removed 2 old version(s): p1-0, p1-1" in caplog.text and "keeping the newest 2 (UNIPIXEL_KEEP_VERSIONS)" in caplog.text
+
+
+def test_the_served_version_is_kept_even_when_it_is_old(tmp_path):
+    """An operator who rolled back by pointing ``latest`` at an older version keeps serving it."""
+    for n in range(4):
+        _publish(tmp_path, f"p1-{n}", created=1000.0 + n)
+    VersionStore(tmp_path).set_latest("p1-0")
+    assert remove_old_versions(tmp_path, keep=2) == ["p1-1"]
+    assert [v["version"] for v in VersionStore(tmp_path).list()] == ["p1-0", "p1-2", "p1-3"]
+
+
+def test_keep_zero_keeps_every_version(tmp_path):
+    for n in range(3):
+        _publish(tmp_path, f"p1-{n}", created=1000.0 + n, keep=0)
+    assert remove_old_versions(tmp_path, keep=0) == [] and len(VersionStore(tmp_path).list()) == 3
+
+
+def test_the_setting_is_read_and_checked():
+    assert FinetuneSettings.from_env({}).keep_versions == 10
+    assert FinetuneSettings.from_env({"UNIPIXEL_KEEP_VERSIONS": "0"}).keep_versions == 0
+    with pytest.raises(SettingsError, match="UNIPIXEL_KEEP_VERSIONS must be 0 .* or at least 2"):
+        FinetuneSettings.from_env({"UNIPIXEL_KEEP_VERSIONS": "1"})
