@@ -64,7 +64,7 @@ class VersionStore:
             return []
         found = [self.info(p.name) for p in self.root.iterdir()
                  if p.is_dir() and VERSION_RE.match(p.name) and (p / "version.json").is_file()]
-        return sorted(found, key=lambda info: (str(info.get("created", "")), str(info.get("version", ""))))
+        return sorted(found, key=lambda info: (_created(info), str(info.get("version", ""))))
 
     def set_latest(self, version: str) -> None:
         """Point ``latest`` at ``version`` atomically (write a temporary file, then rename)."""
@@ -98,3 +98,11 @@ class VersionStore:
             except (OSError, ValueError):
                 continue
         return runs
+
+
+def _created(info: dict) -> float:
+    """When a version was published (seconds since the epoch); 0 when ``version.json`` does not say."""
+    try:
+        return float(info.get("created", 0))
+    except (TypeError, ValueError):
+        return 0.0

@@ -55,3 +55,11 @@ def test_the_setting_is_read_and_checked():
     assert FinetuneSettings.from_env({"UNIPIXEL_KEEP_VERSIONS": "0"}).keep_versions == 0
     with pytest.raises(SettingsError, match="UNIPIXEL_KEEP_VERSIONS must be 0 .* or at least 2"):
         FinetuneSettings.from_env({"UNIPIXEL_KEEP_VERSIONS": "1"})
+
+
+def test_versions_are_ordered_by_when_they_were_published_as_numbers(tmp_path):
+    """``created`` was compared as text: 999.0 came after 1000.0."""
+    _publish(tmp_path, "p1-a", created=1000.0)
+    _publish(tmp_path, "p1-b", created=999.0)
+    _publish(tmp_path, "p1-c", created=1001.0)
+    assert [v["version"] for v in VersionStore(tmp_path).list()] == ["p1-b", "p1-a", "p1-c"]
