@@ -29,7 +29,7 @@ import requests
 
 from backend.errors import MediaError, MediaUnavailable
 from backend.ls_client import LabelStudioClient, describe_request_error
-from backend.media_cache import PART_PREFIX, MediaCache
+from backend.media_cache import PART_PREFIX, shared_cache
 
 logger = logging.getLogger(__name__)
 LS_PREFIXES = ("/data/upload/", "/data/local-files", "/storage-data/", "/tasks/")  # task paths sent to LS
@@ -106,8 +106,7 @@ class MediaFetcher:
         self.policy = policy
         self.client = client
         self.cache_dir = Path(policy.cache_dir)
-        self.cache = MediaCache(self.cache_dir, policy.cache_max_bytes)
-        self.cache.prune()  # cut downloads of a stopped process; a cap lowered since the last start
+        self.cache = shared_cache(self.cache_dir, policy.cache_max_bytes)
 
     def fetch(self, url: str, task_id: int | None = None) -> Path:
         """A local path for ``url``.

@@ -125,6 +125,25 @@ class MediaCache:
                            self.max_bytes // mib, int(self.keep_recent_s))
 
 
+_SHARED: dict[tuple[Path, int], MediaCache] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_cache(folder: Path, max_bytes: int) -> MediaCache:
+    """The process's one :class:`MediaCache` for ``folder`` and cap (the backend builds a fetcher per request; the
+    count of bytes downloaded since the last prune must outlive it). Pruned once when first made: cut downloads of
+    a stopped process, a cap lowered since the last start."""
+    key = (Path(folder).resolve(), max_bytes)
+    with _SHARED_LOCK:
+        cache = _SHARED.get(key)
+        if cache is None:
+            cache = _SHARED[key] = MediaCache(Path(folder), max_bytes)
+        else:
+            return cache
+    cache.prune()
+    return cache
+
+
 def _remove(path: Path) -> bool:
     try:
         path.unlink()

@@ -70,11 +70,17 @@ def remove_old_versions(model_dir: Path, keep: int) -> list[str]:
     store = VersionStore(model_dir)
     served = store.latest()
     names = [str(info["version"]) for info in store.list()]
-    removed = [name for name in names[:max(len(names) - keep, 0)] if name != served]
-    for name in removed:
+    removed = []
+    for name in (name for name in names[:max(len(names) - keep, 0)] if name != served):
         hidden = Path(model_dir) / f"{TMP_PREFIX}removed-{name}"
-        (Path(model_dir) / name).rename(hidden)
+        try:
+            (Path(model_dir) / name).rename(hidden)
+        except OSError as err:  # a version.json naming another folder, a read-only mount: the publish stands
+            logger.warning("could not remove old version %s (%s); remove it by hand if MODEL_DIR runs short", name,
+                           err)
+            continue
         shutil.rmtree(hidden, ignore_errors=True)
+        removed.append(name)
     if removed:
         logger.info("removed %d old version(s): %s; keeping the newest %d (UNIPIXEL_KEEP_VERSIONS)", len(removed),
                     ", ".join(removed), keep)

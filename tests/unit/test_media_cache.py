@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from backend.media_cache import MediaCache
+from backend.media_cache import MediaCache, shared_cache
 from backend.settings import Settings, SettingsError
 
 NOW = 1_000_000.0
@@ -88,6 +88,18 @@ def test_downloads_prune_once_a_hundredth_of_the_cap_came_in(tmp_path):
     cache = MediaCache(tmp_path, max_bytes=10_000)
     assert cache.downloaded(99) is None  # under 100 bytes since the last prune: no scan
     assert cache.downloaded(1) is not None
+
+
+def test_fetchers_built_per_request_count_downloads_in_one_cache_per_folder(tmp_path):
+    """The backend builds a fetcher per request: a count kept per fetcher never reached 1 % of a 20 GiB cap, so
+    the cap was never enforced. One cache per folder and cap in the process; made once, it sweeps cut downloads."""
+    part = tmp_path / ".part-old"
+    part.write_bytes(b"x")
+    os.utime(part, (NOW - 2 * HOUR, NOW - 2 * HOUR))
+    first = shared_cache(tmp_path, 1000)
+    assert not part.exists() and shared_cache(tmp_path, 1000) is first
+    assert first.downloaded(6) is None and shared_cache(tmp_path, 1000).downloaded(4) is not None
+    assert shared_cache(tmp_path, 2000) is not first
 
 
 def test_the_cap_is_read_from_the_environment_and_checked():

@@ -63,3 +63,15 @@ def test_versions_are_ordered_by_when_they_were_published_as_numbers(tmp_path):
     _publish(tmp_path, "p1-b", created=999.0)
     _publish(tmp_path, "p1-c", created=1001.0)
     assert [v["version"] for v in VersionStore(tmp_path).list()] == ["p1-b", "p1-a", "p1-c"]
+
+
+def test_a_version_that_cannot_be_removed_is_logged_and_the_publish_stands(tmp_path, caplog):
+    """A copied version whose ``version.json`` names another folder: the publish is not failed by the clean-up."""
+    _publish(tmp_path, "p1-0", created=1000.0)
+    (tmp_path / "p1-0").rename(tmp_path / "copy")
+    (tmp_path / "latest").write_text("copy\n")
+    _publish(tmp_path, "p1-1", created=1001.0)
+    caplog.set_level(logging.INFO, "finetune.publish")
+    path = _publish(tmp_path, "p1-2", created=1002.0, keep=2)
+    assert path.name == "p1-2" and VersionStore(tmp_path).latest() == "p1-2"
+    assert "could not remove old version p1-0" in caplog.text
