@@ -96,7 +96,8 @@ class MediaPolicy:
     local_roots: tuple[Path, ...]   # UNIPIXEL_LOCAL_ROOTS
     max_media_bytes: int            # UNIPIXEL_MAX_MEDIA_MB
     max_frames: int                 # UNIPIXEL_MAX_FRAMES (frame lists)
-    cache_max_bytes: int = 0        # UNIPIXEL_MEDIA_CACHE_MB (the server's cache); 0 keeps every file
+    cache_max_bytes: int = 0        # UNIPIXEL_MEDIA_CACHE_MB (the server's cache); 0: no cap
+    cache_max_age_s: float = 0.0    # UNIPIXEL_TRAIN_MEDIA_DAYS (the fine-tune's cache); 0: no age limit
 
 
 class MediaFetcher:
@@ -106,7 +107,7 @@ class MediaFetcher:
         self.policy = policy
         self.client = client
         self.cache_dir = Path(policy.cache_dir)
-        self.cache = shared_cache(self.cache_dir, policy.cache_max_bytes)
+        self.cache = shared_cache(self.cache_dir, policy.cache_max_bytes, policy.cache_max_age_s)
 
     def fetch(self, url: str, task_id: int | None = None) -> Path:
         """A local path for ``url``.

@@ -30,26 +30,29 @@ PART_PREFIX = ".part-"  # MediaFetcher._stream's temporary download
 class PruneResult:
     """What one :meth:`MediaCache.prune` did. Sizes in bytes."""
 
-    removed: int           # cached media files removed
+    removed: int           # cached media files removed to fit the cap
     removed_bytes: int
     stale_parts: int       # cut downloads removed
     kept_bytes: int        # cached media left, recent files included
+    expired: int = 0       # cached media files removed as unused for ``max_age_s``
 
 
 class MediaCache:
-    """The cache folder and its cap; one per process, shared by its request threads.
+    """The cache folder, its cap and the age past which an unused file goes; one per process and folder
+    (:func:`shared_cache`), shared by its request threads.
 
     Args:
-        folder: ``UNIPIXEL_MEDIA_CACHE_DIR``.
-        max_bytes: ``UNIPIXEL_MEDIA_CACHE_MB`` in bytes; 0 keeps every file (the fine-tune's own cache: its
-            training samples refer to the files by path).
+        folder: ``UNIPIXEL_MEDIA_CACHE_DIR`` (the server's), or the fine-tune's ``UNIPIXEL_DATA_DIR/media``.
+        max_bytes: ``UNIPIXEL_MEDIA_CACHE_MB`` in bytes; 0: no cap (the fine-tune's cache: a run's samples refer to
+            its files by path until it ends, so only age removes them).
+        max_age_s: a file not used for this long goes (``UNIPIXEL_TRAIN_MEDIA_DAYS``); 0: no age limit.
         keep_recent_s: files used this recently stay, whatever the cap.
         stale_part_s: a ``.part-*`` file not written to for this long is a cut download.
     """
 
-    def __init__(self, folder: Path, max_bytes: int, keep_recent_s: float = 600.0,
+    def __init__(self, folder: Path, max_bytes: int, max_age_s: float = 0.0, keep_recent_s: float = 600.0,
                  stale_part_s: float = 3600.0) -> None:
-        self.folder, self.max_bytes = Path(folder), max_bytes
+        self.folder, self.max_bytes, self.max_age_s = Path(folder), max_bytes, max_age_s
         self.keep_recent_s, self.stale_part_s = keep_recent_s, stale_part_s
         self._lock = threading.Lock()
         self._since_prune = 0  # bytes downloaded since the last prune
@@ -73,9 +76,13 @@ class MediaCache:
             pass
 
     def prune(self, now: float | None = None) -> PruneResult:
-        """Remove stale cut downloads, then the least recently used files until the cached media fit the cap."""
+        """Remove stale cut downloads and files unused for ``max_age_s``, then the least recently used files until
+        the cached media fit the cap."""
         now = time.time() if now is None else now
         files, stale = self._scan(now)
+        old = [f for f in files if self.max_age_s and now - f[2] > self.max_age_s]
+        expired = sum(_remove(path) for path, _, _ in old)
+        files = [f for f in files if f not in old]
         total = sum(size for _, size, _ in files)
         removed, removed_bytes = 0, 0
         if self.max_bytes:
@@ -85,7 +92,7 @@ class MediaCache:
                 total -= size  # gone either way: removed here, or by another process first
                 if _remove(path):
                     removed, removed_bytes = removed + 1, removed_bytes + size
-        result = PruneResult(removed, removed_bytes, stale, total)
+        result = PruneResult(removed, removed_bytes, stale, total, expired)
         self._log(result)
         return result
 
@@ -114,6 +121,9 @@ class MediaCache:
         if result.stale_parts:
             logger.info("media cache %s: removed %d cut download(s) left by a stopped process", self.folder,
                         result.stale_parts)
+        if result.expired:
+            logger.info("media cache %s: removed %d file(s) not used for %g days (UNIPIXEL_TRAIN_MEDIA_DAYS)",
+                        self.folder, result.expired, self.max_age_s / 86400)
         if result.removed:
             logger.info("media cache %s: removed %d file(s), %.1f MiB, used longest ago, to stay under "
                         "UNIPIXEL_MEDIA_CACHE_MB=%d", self.folder, result.removed, result.removed_bytes / mib,
@@ -125,19 +135,19 @@ class MediaCache:
                            self.max_bytes // mib, int(self.keep_recent_s))
 
 
-_SHARED: dict[tuple[Path, int], MediaCache] = {}
+_SHARED: dict[tuple[Path, int, float], MediaCache] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_cache(folder: Path, max_bytes: int) -> MediaCache:
+def shared_cache(folder: Path, max_bytes: int, max_age_s: float = 0.0) -> MediaCache:
     """The process's one :class:`MediaCache` for ``folder`` and cap (the backend builds a fetcher per request; the
     count of bytes downloaded since the last prune must outlive it). Pruned once when first made: cut downloads of
     a stopped process, a cap lowered since the last start."""
-    key = (Path(folder).resolve(), max_bytes)
+    key = (Path(folder).resolve(), max_bytes, max_age_s)
     with _SHARED_LOCK:
         cache = _SHARED.get(key)
         if cache is None:
-            cache = _SHARED[key] = MediaCache(Path(folder), max_bytes)
+            cache = _SHARED[key] = MediaCache(Path(folder), max_bytes, max_age_s)
         else:
             return cache
     cache.prune()

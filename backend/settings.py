@@ -92,10 +92,12 @@ class Settings(FinetuneSettings):
 
     def media_policy(self, cache_dir: Path | None = None) -> MediaPolicy:
         """As the fine-tune's; by default cached in ``UNIPIXEL_MEDIA_CACHE_DIR`` under ``UNIPIXEL_MEDIA_CACHE_MB``
-        (another ``cache_dir``, the fine-tune's, keeps every file: its training samples refer to them)."""
+        (another ``cache_dir``, the fine-tune's, has no cap: a run's samples refer to its files; unused files go
+        after ``UNIPIXEL_TRAIN_MEDIA_DAYS`` there)."""
         if cache_dir is not None:
             return super().media_policy(cache_dir)
-        return replace(super().media_policy(self.media_cache_dir), cache_max_bytes=self.media_cache_bytes)
+        return replace(super().media_policy(self.media_cache_dir), cache_max_bytes=self.media_cache_bytes,
+                       cache_max_age_s=0.0)
 
 
 ENV_NAMES: tuple[str, ...] = Settings.env_names()

@@ -105,6 +105,7 @@ class FinetuneSettings:
     train_recipe: str = "3b"                               # UNIPIXEL_TRAIN_RECIPE (name or YAML path)
     train_job_timeout_s: int = 6 * 3600                    # UNIPIXEL_TRAIN_TIMEOUT_S
     data_dir: Path = Path("data/finetune")                 # UNIPIXEL_DATA_DIR (gathered labels, media cache)
+    train_media_days: float = 7.0                          # UNIPIXEL_TRAIN_MEDIA_DAYS (0: keep every file)
     log_level: str = "INFO"                                # LOG_LEVEL
 
     ENV: ClassVar[EnvTable] = {
@@ -128,6 +129,7 @@ class FinetuneSettings:
         "train_recipe": (("UNIPIXEL_TRAIN_RECIPE",), str),
         "train_job_timeout_s": (("UNIPIXEL_TRAIN_TIMEOUT_S",), int),
         "data_dir": (("UNIPIXEL_DATA_DIR",), Path),
+        "train_media_days": (("UNIPIXEL_TRAIN_MEDIA_DAYS",), float),
         "log_level": (("LOG_LEVEL",), str),
     }
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("label_studio_api_key",)
@@ -136,6 +138,10 @@ class FinetuneSettings:
         if self.keep_versions < 0 or self.keep_versions == 1:
             raise SettingsError(f"UNIPIXEL_KEEP_VERSIONS must be 0 (keep every version) or at least 2 (the served one "
                                 f"and the one before, which a backend may still be loading), got {self.keep_versions}")
+        if self.train_media_days < 0 or 0 < self.train_media_days * 86400 <= self.train_job_timeout_s:
+            raise SettingsError(f"UNIPIXEL_TRAIN_MEDIA_DAYS must be 0 (keep every file) or longer than a run may take "
+                                f"(UNIPIXEL_TRAIN_TIMEOUT_S={self.train_job_timeout_s} s, "
+                                f"{self.train_job_timeout_s / 86400:.2f} days), got {self.train_media_days:g}")
         for name in ("max_media_bytes", "max_frames", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -170,6 +176,7 @@ class FinetuneSettings:
 
     def media_policy(self, cache_dir: Path | None = None) -> MediaPolicy:
         """What :class:`backend.media.MediaFetcher` may fetch, and where it caches (default: the data dir's
-        ``media/``, the fine-tune's own cache)."""
+        ``media/``, the fine-tune's own cache, whose files go when unused for ``UNIPIXEL_TRAIN_MEDIA_DAYS``)."""
         return MediaPolicy(Path(cache_dir or self.data_dir / "media"), self.label_studio_url, self.allowed_hosts,
-                           self.local_roots, self.max_media_bytes, self.max_frames)
+                           self.local_roots, self.max_media_bytes, self.max_frames,
+                           cache_max_age_s=self.train_media_days * 86400)

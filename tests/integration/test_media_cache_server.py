@@ -17,10 +17,10 @@ def _task(host: StubServer, task_id: int) -> dict:
     return {"id": task_id, "data": {"image": f"{host.url}/{task_id}.png"}}
 
 
-def _age_the_cache(folder, hours: float) -> None:
-    """Every cached file last used ``hours`` ago (yesterday's tasks)."""
-    for path in folder.iterdir():
-        past = time.time() - hours * 3600
+def _used_hours_ago(paths, hours: float) -> None:
+    """These cached files last used ``hours`` ago (yesterday's tasks)."""
+    past = time.time() - hours * 3600
+    for path in paths:
         os.utime(path, (past, past))
 
 
@@ -31,10 +31,13 @@ def test_new_tasks_remove_the_media_used_longest_ago_and_a_reopened_task_downloa
     with StubServer({f"/{n}.png": (200, {"Content-Type": PNG}, png) for n in (1, 2, 3)}) as host:
         client = make_client(allowed_hosts=("127.0.0.1",), describe_objects=False, media_cache_dir=cache,
                              media_cache_bytes=2 * len(png) + 10)  # room for two images
-        for task_id in (1, 2):
-            assert _predict(client, "image_segmentation", _task(host, task_id), {"result": [_click(40, 45)]}).status_code == 200
-            _age_the_cache(cache, 3 - task_id)  # task 1 used 2 hours ago, task 2 an hour ago
-        assert len(list(cache.iterdir())) == 2
+        seen: set = set()
+        for task_id in (1, 2):  # task 1's image used 2 hours ago, task 2's an hour ago
+            assert _predict(client, "image_segmentation", _task(host, task_id),
+                            {"result": [_click(40, 45)]}).status_code == 200
+            _used_hours_ago(set(cache.iterdir()) - seen, 3 - task_id)
+            seen = set(cache.iterdir())
+        assert len(seen) == 2
         assert _predict(client, "image_segmentation", _task(host, 3), {"result": [_click(40, 45)]}).status_code == 200
         assert len(list(cache.iterdir())) == 2  # task 1's image went: used longest ago
         fetched = [path for _, path, _ in host.requests]
@@ -43,3 +46,8 @@ def test_new_tasks_remove_the_media_used_longest_ago_and_a_reopened_task_downloa
         reply = _predict(client, "image_segmentation", _task(host, 1), {"result": [_click(40, 45)]})
         assert reply.status_code == 200 and reply.json["results"][0]["result"]
         assert [path for _, path, _ in host.requests] == [*fetched, "/1.png"]  # downloaded again
+        _used_hours_ago(cache.iterdir(), 5)
+        client.engine.sessions.clear()
+        assert _predict(client, "image_segmentation", _task(host, 3), {"result": [_click(40, 45)]}).status_code == 200
+        used_now = [p for p in cache.iterdir() if time.time() - p.stat().st_mtime < 600]
+        assert len(used_now) == 1 and len(host.requests) == 4  # a cache hit: marked as used, not downloaded

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from backend.media_cache import MediaCache, shared_cache
 from backend.settings import Settings, SettingsError
+from finetune.settings import FinetuneSettings
 
 NOW = 1_000_000.0
 HOUR = 3600.0
@@ -102,11 +103,30 @@ def test_fetchers_built_per_request_count_downloads_in_one_cache_per_folder(tmp_
     assert shared_cache(tmp_path, 2000) is not first
 
 
+def test_the_fine_tunes_cache_removes_files_no_run_used_for_its_days(tmp_path, caplog):
+    """The worker's cache has no cap (a run's samples refer to its files by path), so it grew with every task ever
+    trained on; files no run has used for ``UNIPIXEL_TRAIN_MEDIA_DAYS`` go (a run touches the files it uses)."""
+    stale, fresh = _cached(tmp_path, 1, 400, 8 * 24 * HOUR), _cached(tmp_path, 2, 400, 6 * 24 * HOUR)
+    caplog.set_level(logging.INFO, "backend.media_cache")
+    result = MediaCache(tmp_path, max_bytes=0, max_age_s=7 * 24 * HOUR).prune(now=NOW)
+    assert not stale.exists() and fresh.exists() and (result.expired, result.removed) == (1, 0)
+    assert "not used for 7 days (UNIPIXEL_TRAIN_MEDIA_DAYS)" in caplog.text
+
+
+def test_the_fine_tunes_media_age_is_read_and_checked():
+    policy = Settings.from_env({}).media_policy(Path("data/finetune/media"))
+    assert (policy.cache_max_bytes, policy.cache_max_age_s) == (0, 7 * 86400)
+    assert Settings.from_env({}).media_policy().cache_max_age_s == 0  # the server's cache: the cap alone
+    assert FinetuneSettings.from_env({"UNIPIXEL_TRAIN_MEDIA_DAYS": "0"}).media_policy().cache_max_age_s == 0
+    with pytest.raises(SettingsError, match=r"longer than a run may take \(UNIPIXEL_TRAIN_TIMEOUT_S=21600 s"):
+        FinetuneSettings.from_env({"UNIPIXEL_TRAIN_MEDIA_DAYS": "0.2"})  # 4.8 h: a 6 h run's files could go
+
+
 def test_the_cap_is_read_from_the_environment_and_checked():
     assert Settings.from_env({}).media_cache_bytes == 20 << 30
     assert Settings.from_env({"UNIPIXEL_MEDIA_CACHE_MB": "512"}).media_policy().cache_max_bytes == 512 << 20
     assert Settings.from_env({"UNIPIXEL_MEDIA_CACHE_MB": "0"}).media_policy().cache_max_bytes == 0
-    # the fine-tune's own cache keeps every file: its training samples refer to them by path
+    # the fine-tune's own cache has no cap: its training samples refer to the files by path
     assert Settings.from_env({}).media_policy(Path("data/finetune/media")).cache_max_bytes == 0
     with pytest.raises(SettingsError, match="UNIPIXEL_MEDIA_CACHE_MB must be >= 0"):
         Settings.from_env({"UNIPIXEL_MEDIA_CACHE_MB": "-1"})
