@@ -1,16 +1,24 @@
-"""Gather a project's corrected labels from Label Studio into a local, append-only record.
+"""Gather a project's corrected labels from Label Studio into a local record.
 
-Every gathered annotation is appended to ``<data_dir>/projects/<id>/annotations.jsonl`` (a line per
-new ``(annotation id, updated_at)``), and the project's labeling config to ``project.json``. When
+Each gather writes the project's accepted annotations (the latest per task) to
+``<data_dir>/projects/<id>/annotations.jsonl`` and its labeling config to ``project.json``. When
 Label Studio is reachable it is the truth (deleted annotations disappear from the run); when it
 is not, the run falls back on the record plus the webhook events the backend appended, so an
 outage loses nothing.
+
+Both files stay the size of the project, not of its history: a gather from Label Studio replaces the record
+(it held every version of every annotation: a video annotation's masks are megabytes, saved at each Update), and
+the webhook events received before the gather began, which Label Studio's answer covers, are dropped. The backend
+appends events while a gather runs, so the events file is first renamed aside (an append already under way lands
+in the renamed file, and so was sent before the gather asked Label Studio); the renamed files are removed only
+once the gather succeeded, and until then the offline fallback reads them too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +63,37 @@ class AnnotationRecord:
         self.events = self.folder / "webhook_events.jsonl"
         self.project_file = self.folder / "project.json"
 
-    def append(self, items: list[GatheredAnnotation]) -> int:
-        """Append the annotations not recorded yet; returns how many were new."""
+    def replace(self, items: list[GatheredAnnotation]) -> int:
+        """Make the record exactly ``items`` (Label Studio's answer), written atomically; returns how many of them
+        the record did not hold yet."""
         self.folder.mkdir(parents=True, exist_ok=True)
         seen = {(a.annotation_id, a.updated_at) for a in self._read(self.path)}
-        new = [a for a in items if (a.annotation_id, a.updated_at) not in seen]
-        with open(self.path, "a") as out:
-            for item in new:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(tmp, "w") as out:
+            for item in items:
                 out.write(json.dumps({**item.__dict__, "gathered_at": time.time()}) + "\n")
-        return len(new)
+        os.replace(tmp, self.path)
+        return sum((a.annotation_id, a.updated_at) not in seen for a in items)
+
+    def set_events_aside(self) -> list[Path]:
+        """Rename the webhook events received so far aside (the backend starts a new file at its next event).
+
+        Returns:
+            Every set-aside events file now in the folder (of this call, and of gathers that failed or died):
+            :meth:`drop_events` removes them once Label Studio has answered.
+        """
+        if self.events.is_file():
+            try:
+                self.events.rename(self.folder / f"webhook_events.{time.time_ns()}.aside.jsonl")
+            except FileNotFoundError:  # another gather of this project set it aside first
+                pass
+        return sorted(self.folder.glob("webhook_events.*.aside.jsonl"))
+
+    @staticmethod
+    def drop_events(paths: list[Path]) -> None:
+        """Remove set-aside events files that Label Studio's answer covers."""
+        for path in paths:
+            path.unlink(missing_ok=True)
 
     def save_config(self, label_config: str) -> None:
         """Keep the project's labeling config for offline runs."""
@@ -104,14 +134,18 @@ class AnnotationRecord:
         return out
 
     def _webhook_rows(self) -> list[dict]:
-        if not self.events.is_file():
-            return []
+        """Every webhook event kept, oldest first: set-aside files (named by time), then the current one."""
         rows = []
-        for line in self.events.read_text().splitlines():
+        for path in [*sorted(self.folder.glob("webhook_events.*.aside.jsonl")), self.events]:
             try:
-                rows.append(json.loads(line))
-            except ValueError:
+                lines = path.read_text().splitlines()
+            except FileNotFoundError:  # set aside or dropped meanwhile, or never written
                 continue
+            for line in lines:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue
         return rows
 
     def _webhook_annotations(self) -> list[GatheredAnnotation]:
@@ -164,6 +198,7 @@ def gather(data_dir: Path, url: str, api_key: str, project_id: int) -> Gathered:
     try:
         if not url:
             raise ConnectionError("LABEL_STUDIO_URL is not set")
+        aside = record.set_events_aside()  # before asking: what Label Studio answers covers these
         label_config, annotations = fetch_project(url, api_key, project_id)
     except (ApiError, httpx.HTTPError, OSError) as err:  # LS refused or unreachable: use what we kept (a bug
         # in our own code is not an outage, and must fail the run instead of training on old data)
@@ -174,6 +209,7 @@ def gather(data_dir: Path, url: str, api_key: str, project_id: int) -> Gathered:
         logger.warning("Label Studio unavailable (%s); training on the local record of project %d", err, project_id)
         return Gathered(config, record.latest(), "local record")
     record.save_config(label_config)
-    new = record.append(annotations)
+    new = record.replace(annotations)
+    record.drop_events(aside)
     logger.info("project %d: %d annotated tasks (%d new or updated annotations)", project_id, len(annotations), new)
     return Gathered(label_config, annotations, "label_studio")

@@ -180,6 +180,11 @@ def test_e2e_image_configs_and_fine_tune_loop(label_studio, backend_server, e2e_
     assert worker.returncode == 0, worker.stderr[-3000:]
     latest = (Path(e2e_env["MODEL_DIR"]) / "latest").read_text().strip()
     assert latest.startswith(f"p{project}-")
+    # the run gathered from Label Studio: the local record is what it holds, and the events it covers are gone
+    record = [json.loads(line) for line in (events.parent / "annotations.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], "an opossum in the snow" in json.dumps(r["result"])) for r in record] == [(task["id"], True)]
+    assert "ANNOTATION_CREATED" not in (events.read_text() if events.exists() else "")
+    assert list(events.parent.glob("webhook_events.*")) == ([events] if events.exists() else [])
     backend = _wait(lambda: (b := ls.request("GET", f"/api/ml/{ml_id}")) and latest in (b.get("model_version") or "")
                     and b, "Label Studio to show the new model version")
     assert backend["model_version"] == f"tiny@{latest}"

@@ -56,5 +56,5 @@ def record_square_project(root: Path, project: int, tasks: int, label_config: st
                   {"from_name": "prompt", "to_name": "image", "type": "textarea", "value": {"text": ["yellow square"]}}]
         items.append(GatheredAnnotation(first_task_id + n, {"image": str(image)}, 500 + first_task_id + n, result,
                                         "2026-11-21T10:00:00Z"))
-    record.append(items)
+    record.replace(items)
     return items

@@ -70,7 +70,7 @@ def test_export_command_writes_coco_rle_and_davis_pngs(tmp_path):
         result.append({"id": f"obj-f{f + 1}", "from_name": "mask", "to_name": "frames", "type": "brushlabels",
                        "item_index": f, "original_width": WIDTH, "original_height": HEIGHT,
                        "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Person"]}})
-    record.append([GatheredAnnotation(31, {"frames": [str(p) for p in frames]}, 1, result, "2026-11-21")])
+    record.replace([GatheredAnnotation(31, {"frames": [str(p) for p in frames]}, 1, result, "2026-11-21")])
     env = {"PYTHONPATH": str(REPO), "UNIPIXEL_DATA_DIR": str(tmp_path / "data"), "UNIPIXEL_LOCAL_ROOTS": str(tmp_path),
            "LABEL_STUDIO_URL": "", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-m", "finetune", "export", "--project", "9", "--out", str(tmp_path / "x")],
@@ -95,7 +95,7 @@ def test_samples_and_publish_commands_for_hand_runs(tmp_path):
                "original_width": WIDTH, "original_height": HEIGHT,
                "value": {"format": "rle", "rle": mask_to_ls_rle(mask), "brushlabels": ["Person"]}},
               {"from_name": "prompt", "to_name": "frames", "type": "textarea", "value": {"text": ["the square"]}}]
-    record.append([GatheredAnnotation(40, {"frames": [str(p) for p in frames]}, 2, result, "2026-11-21")])
+    record.replace([GatheredAnnotation(40, {"frames": [str(p) for p in frames]}, 2, result, "2026-11-21")])
     env = {"PYTHONPATH": str(REPO), "UNIPIXEL_DATA_DIR": str(tmp_path / "data"), "UNIPIXEL_LOCAL_ROOTS": str(tmp_path),
            "MODEL_DIR": str(tmp_path / "models"), "LABEL_STUDIO_URL": "", "PATH": "/usr/bin:/bin"}
     run = subprocess.run([sys.executable, "-m", "finetune", "samples", "--project", "12", "--out", str(tmp_path / "r"),
@@ -210,7 +210,7 @@ def test_a_run_with_nothing_to_train_says_why_in_the_result_the_log_and_versions
     record.save_config(config("video_tracking"))
     brush_only = [{"id": "r1", "from_name": "mask", "to_name": "video", "type": "brushlabels",
                    "value": {"format": "rle", "rle": [0], "brushlabels": ["Object"]}}]  # not this config's control
-    record.append([GatheredAnnotation(140, {"video": str(tmp_path / "v.mp4")}, 1, brush_only, "2026-11-29T10:00:00Z")])
+    record.replace([GatheredAnnotation(140, {"video": str(tmp_path / "v.mp4")}, 1, brush_only, "2026-11-29T10:00:00Z")])
     settings = Settings(model=str(tiny_checkpoint), data_dir=tmp_path / "data", model_dir=tmp_path / "models",
                         local_roots=(tmp_path,))
     write_video(tmp_path / "v.mp4")
