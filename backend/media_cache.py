@@ -80,9 +80,9 @@ class MediaCache:
         the cached media fit the cap."""
         now = time.time() if now is None else now
         files, stale = self._scan(now)
-        old = [f for f in files if self.max_age_s and now - f[2] > self.max_age_s]
-        expired = sum(_remove(path) for path, _, _ in old)
-        files = [f for f in files if f not in old]
+        unused = [bool(self.max_age_s) and now - used_at > self.max_age_s for _, _, used_at in files]
+        expired = sum(_remove(path) for (path, _, _), gone in zip(files, unused) if gone)
+        files = [f for f, gone in zip(files, unused) if not gone]  # one pass: a cache may hold 100,000 frames
         total = sum(size for _, size, _ in files)
         removed, removed_bytes = 0, 0
         if self.max_bytes:
