@@ -2,7 +2,8 @@
 
 The version is assembled in a hidden temporary directory next to its final place and renamed in
 one step, so a crash (or SIGKILL) mid-publish leaves no partial version; ``latest`` moves only
-after the rename. Stale temporary directories of killed runs are removed by the next publish. Once ``latest`` has
+after the rename. Temporary directories of killed runs are removed by a later publish once they are an hour old
+(a younger one may be another worker's publish under way). Once ``latest`` has
 moved, versions beyond the newest ``keep`` (``UNIPIXEL_KEEP_VERSIONS``) are removed, never the served one.
 """
 
@@ -19,6 +20,8 @@ from pathlib import Path
 from backend.versions import VersionStore
 
 TMP_PREFIX = ".tmp-"
+STALE_TMP_S = 3600.0  # a temporary folder untouched this long is a killed run's; a younger one may be another
+# worker's publish under way (two projects can train at once), which must not be removed under it
 logger = logging.getLogger(__name__)
 
 
@@ -37,7 +40,7 @@ def publish(model_dir: Path, version: str, write_adapter: Callable[[Path], objec
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale(model_dir)
+    _remove_stale(model_dir, older_than_s=STALE_TMP_S)
     final = model_dir / version
     if final.exists():
         raise FileExistsError(f"{final} already exists; versions are immutable")
@@ -60,7 +63,7 @@ def publish(model_dir: Path, version: str, write_adapter: Callable[[Path], objec
 def remove_old_versions(model_dir: Path, keep: int) -> list[str]:
     """Remove the complete versions older than the newest ``keep`` (by ``created``), except the one ``latest``
     names (an operator may have rolled back to it). Each goes by one rename to a hidden temporary name first, so a
-    reader never sees half a version; a process killed mid-removal leaves that name to the next publish.
+    reader never sees half a version; a process killed mid-removal leaves that name to a later publish.
 
     Returns:
         The names removed, oldest first.

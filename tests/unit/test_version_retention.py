@@ -75,3 +75,19 @@ def test_a_version_that_cannot_be_removed_is_logged_and_the_publish_stands(tmp_p
     path = _publish(tmp_path, "p1-2", created=1002.0, keep=2)
     assert path.name == "p1-2" and VersionStore(tmp_path).latest() == "p1-2"
     assert "could not remove old version p1-0" in caplog.text
+
+
+def test_a_publish_leaves_another_workers_publish_under_way_alone(tmp_path):
+    """Two projects can train at once on two workers: one publish removed every ``.tmp-*`` folder, so it removed
+    the other's version while it was being written. Only folders untouched for an hour (a killed run's) go."""
+    import os
+    import time
+
+    tmp_path.mkdir(exist_ok=True)
+    under_way, killed = tmp_path / ".tmp-p2-now", tmp_path / ".tmp-p3-yesterday"
+    for folder in (under_way, killed):
+        (folder / "adapter").mkdir(parents=True)
+    day_ago = time.time() - 86400
+    os.utime(killed, (day_ago, day_ago))
+    _publish(tmp_path, "p1-0", created=1000.0)
+    assert under_way.is_dir() and not killed.exists()
