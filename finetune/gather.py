@@ -69,10 +69,14 @@ class AnnotationRecord:
         self.folder.mkdir(parents=True, exist_ok=True)
         seen = {(a.annotation_id, a.updated_at) for a in self._read(self.path)}
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        with open(tmp, "w") as out:
-            for item in items:
-                out.write(json.dumps({**item.__dict__, "gathered_at": time.time()}) + "\n")
-        os.replace(tmp, self.path)
+        try:
+            with open(tmp, "w") as out:
+                for item in items:
+                    out.write(json.dumps({**item.__dict__, "gathered_at": time.time()}) + "\n")
+            os.replace(tmp, self.path)
+        except BaseException:  # a full disk: the record stays as it was, and no half-written copy is left
+            tmp.unlink(missing_ok=True)
+            raise
         return sum((a.annotation_id, a.updated_at) not in seen for a in items)
 
     def set_events_aside(self) -> list[Path]:

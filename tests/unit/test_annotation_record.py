@@ -67,3 +67,17 @@ def test_without_a_label_studio_url_the_events_stay_where_they_are(tmp_path):
     record.events.write_text(_event(2, 20, "t1") + _event(2, 20, "t1", action="ANNOTATION_DELETED"))
     assert gather(tmp_path, "", "", 3).annotations == []  # deleted by its later event
     assert record.events.exists() and not list(record.folder.glob("*.aside.jsonl"))
+
+
+def test_a_record_that_cannot_be_written_stays_as_it_was(tmp_path, monkeypatch):
+    """A full disk while the record is rewritten: the old record stays whole and no temporary copy is left."""
+    import pytest
+
+    record = AnnotationRecord(tmp_path, 3)
+    record.replace([_annotation(1, 10, "t1")])
+    before = record.path.read_text()
+    monkeypatch.setattr(json, "dumps", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError, match="No space left"):
+        record.replace([_annotation(1, 10, "t2")])
+    monkeypatch.undo()
+    assert record.path.read_text() == before and [p.name for p in record.folder.iterdir()] == ["annotations.jsonl"]
