@@ -1,8 +1,9 @@
 """Static checks of docker/ (Docker is not available on CI, so `docker compose config` cannot run).
 
 The compose files are parsed with pyyaml and checked against the basics of the compose spec and against what the
-backend needs: Label Studio's 1.23 security flags, one models volume and Redis shared by backend and worker, every
-``${VAR}`` defaulted or documented in docker/.env.example, and Dockerfiles that serve ``backend._wsgi:app``.
+backend needs: Label Studio's 1.23 security flags, the models and data volumes and Redis shared by backend and worker,
+every setting passable from docker/.env, every ``${VAR}`` defaulted or documented in docker/.env.example, and
+Dockerfiles that serve ``backend._wsgi:app`` and make the volumes' folders for their user.
 """
 
 import re
@@ -18,10 +19,17 @@ COMPOSE_CPU = DOCKER / "docker-compose.cpu.yml"
 DOCKERFILES = [DOCKER / "Dockerfile.gpu", DOCKER / "Dockerfile.cpu"]
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, ${NAME:+alt}
 VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])[^}]*)?\}")
-# What backend/settings.py reads (README env table); HF_HOME only moves the hub cache onto a volume.
-BACKEND_ENV = {"UNIPIXEL_MODEL", "DEVICE", "UNIPIXEL_SAM2_IMAGE_SIZE", "MODEL_DIR", "LABEL_STUDIO_URL",
-               "LABEL_STUDIO_API_KEY", "REDIS_URL", "BASIC_AUTH_USER", "BASIC_AUTH_PASS", "WEBHOOK_SECRET", "PORT",
-               "THREADS", "LOG_LEVEL"}  # fmt: skip
+# Where compose puts the backend's and the worker's state: on named volumes, so that a recreated container keeps it.
+STATE_DIRS = {"MODEL_DIR": "models", "UNIPIXEL_DATA_DIR": "unipixel-data"}
+# Settings compose sets itself (paths inside the image, service names), so docker/.env cannot move them.
+FIXED_BY_COMPOSE = {"MODEL_DIR", "UNIPIXEL_DATA_DIR", "UNIPIXEL_MEDIA_CACHE_DIR", "LABEL_STUDIO_URL", "REDIS_URL", "PORT"}
+
+
+def _setting_names():
+    """Every environment name ``backend.settings.Settings`` reads (the worker's are a subset), as alias tuples."""
+    from backend.settings import Settings
+
+    return [keys for keys, _ in Settings.ENV.values()]
 
 
 class _ComposeLoader(yaml.SafeLoader):
@@ -123,10 +131,34 @@ def test_compose_backend_and_worker_share_models_volume_and_redis(compose):
     assert backend["ports"] == ["${BACKEND_PORT:-9090}:9090"]
 
 
-def test_compose_backend_environment_uses_the_backend_names(compose):
+def test_compose_backend_environment_passes_every_setting_from_docker_env(compose):
+    """Every variable of README's configuration table reaches the backend and the worker: an operator sets it in
+    docker/.env. Passed as ``${NAME:-}``, an unset one is empty and the settings' own default applies, so compose
+    repeats no default. Unknown names would be silently ignored by the backend, so there are none."""
     env = compose["services"]["backend"]["environment"]
-    assert BACKEND_ENV <= set(env), f"missing: {BACKEND_ENV - set(env)}"
-    assert set(env) - BACKEND_ENV <= {"HF_HOME"}, f"unknown names: {set(env) - BACKEND_ENV - {'HF_HOME'}}"
+    known = {name for keys in _setting_names() for name in keys} | {"HF_HOME"}
+    assert set(env) <= known, f"names no setting reads: {set(env) - known}"
+    for keys in _setting_names():
+        present = [name for name in keys if name in env]
+        assert present, f"{keys[0]} cannot be set through docker/.env: add it to the backend's environment"
+        if present[0] not in FIXED_BY_COMPOSE | {"UNIPIXEL_MODEL", "DEVICE", "UNIPIXEL_SAM2_IMAGE_SIZE", "THREADS",
+                                                 "LOG_LEVEL", "LABEL_STUDIO_API_KEY"}:
+            assert env[present[0]] == f"${{{present[0]}:-}}", f"{present[0]}: pass it as ${{{present[0]}:-}}"
+
+
+def test_compose_backend_and_worker_keep_their_state_on_shared_volumes(compose):
+    """The backend appends webhook events and unfinished tracks under UNIPIXEL_DATA_DIR; the worker reads those events
+    when Label Studio is down, and keeps the label record and its media cache there. Both must see one folder, on a
+    volume, or the events never reach the worker and a recreated container loses them."""
+    backend, worker = compose["services"]["backend"], compose["services"]["worker"]
+    for name, volume in STATE_DIRS.items():
+        for service in (backend, worker):
+            path = service["environment"][name]
+            assert path.startswith("/"), f"{name}={path!r} must be absolute (the image's WORKDIR is not a volume)"
+            assert f"{volume}:{path}" in service["volumes"], f"{name} must live on the {volume!r} volume"
+        assert backend["environment"][name] == worker["environment"][name]
+    cache = backend["environment"]["UNIPIXEL_MEDIA_CACHE_DIR"]
+    assert any(mount.endswith(f":{cache}") for mount in backend["volumes"]), "the media cache must be on a volume"
 
 
 @pytest.mark.parametrize("path", [COMPOSE, COMPOSE_CPU], ids=lambda p: p.name)
@@ -200,3 +232,16 @@ def test_dockerfile_context_ignore_keeps_venvs_out(dockerfile):
     assert ignore[0] == "*", "the ignore file must start from `*` and whitelist what the image copies"
     for path in re.findall(r"^COPY (\S+) ", dockerfile.read_text(), re.MULTILINE):
         assert f"!{path}" in ignore, f"{dockerfile.name} copies {path} but its .dockerignore excludes it"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_makes_every_volume_folder_for_its_user(dockerfile, compose):
+    """A new named volume takes the owner of the image's folder it is mounted on; a folder the image lacks comes up
+    owned by root, and the unprivileged backend cannot write its versions, events or downloads there."""
+    text = dockerfile.read_text()
+    made = set(re.search(r"mkdir -p ([^&\n]+)", text).group(1).split())
+    assert "chown -R unipixel:unipixel /data" in text and "USER unipixel" in text
+    for name in ("backend", "worker"):
+        for mount in compose["services"][name]["volumes"]:
+            target = mount.split(":")[1]
+            assert target in made, f"{dockerfile.name}: add {target} to the mkdir -p line ({name} mounts it)"
