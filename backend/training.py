@@ -7,16 +7,21 @@ on disk and the next run gathers every annotation from Label Studio anyway.
 
 from __future__ import annotations
 
-import json
 import logging
+import threading
 import time
-from pathlib import Path
 
 from backend.errors import BadRequest, NothingToTrain, QueueUnavailable
 from backend.settings import Settings
+from finetune.gather import AnnotationRecord
 
 REDIS_TIMEOUT_S = 0.4  # LS gives webhooks 1 s
+# A project's webhook events are compacted once they pass this and what the last compaction kept (a video
+# annotation's masks are megabytes, sent again at each Update; a project that never trains kept them all).
+EVENTS_COMPACT_BYTES = 64 << 20
 logger = logging.getLogger(__name__)
+_compacting: set[int] = set()  # projects whose events a thread is compacting now
+_compacting_lock = threading.Lock()
 
 
 def project_id_of(data: dict) -> int:
@@ -31,16 +36,40 @@ def project_id_of(data: dict) -> int:
         raise BadRequest("webhook payload has no project id (expected {\"project\": {\"id\": ...}})") from None
 
 
-def record_event(settings: Settings, event: str, data: dict, project_id: int) -> None:
-    """Append the event's annotation to ``<data_dir>/projects/<id>/webhook_events.jsonl``."""
+def record_event(settings: Settings, event: str, data: dict, project_id: int) -> threading.Thread | None:
+    """Append the event's annotation to ``<data_dir>/projects/<id>/webhook_events.jsonl``.
+
+    Returns:
+        The thread compacting the project's events when they have outgrown ``EVENTS_COMPACT_BYTES`` (the webhook
+        does not wait for it), else None.
+    """
     if event == "START_TRAINING":
-        return
-    folder = Path(settings.data_dir) / "projects" / str(project_id)
-    folder.mkdir(parents=True, exist_ok=True)
+        return None
+    record = AnnotationRecord(settings.data_dir, project_id)
     entry = {"action": event, "received_at": time.time(), "annotation": data.get("annotation"),
              "annotations": data.get("annotations"), "task": data.get("task")}
-    with open(folder / "webhook_events.jsonl", "a") as out:
-        out.write(json.dumps(entry) + "\n")
+    if not record.append_event(entry, EVENTS_COMPACT_BYTES):
+        return None
+    with _compacting_lock:
+        if project_id in _compacting:
+            return None
+        _compacting.add(project_id)
+    thread = threading.Thread(target=_compact, args=(record, project_id), name=f"compact-events-{project_id}",
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def _compact(record: AnnotationRecord, project_id: int) -> None:
+    try:
+        read, kept = record.compact_events()
+        logger.info("project %d: compacted %d webhook events into %d (the latest annotation of each task)",
+                    project_id, read, kept)
+    except OSError as err:  # a full disk: the events stay as they were
+        logger.warning("cannot compact the webhook events of project %d in %s: %s", project_id, record.folder, err)
+    finally:
+        with _compacting_lock:
+            _compacting.discard(project_id)
 
 
 def handle_event(settings: Settings, event: str, data: dict) -> dict:

@@ -11,15 +11,20 @@ Both files stay the size of the project, not of its history: a gather from Label
 the webhook events received before the gather began, which Label Studio's answer covers, are dropped. The backend
 appends events while a gather runs, so the events file is first renamed aside (an append already under way lands
 in the renamed file, and so was sent before the gather asked Label Studio); the renamed files are removed only
-once the gather succeeded, and until then the offline fallback reads them too.
+once the gather succeeded, and until then the offline fallback reads them too. A project that never trains has no
+gather to drop its events, so the events are compacted as they grow: the latest annotation of each task and the
+deleted ids are kept, which is all the offline fallback reads.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +60,64 @@ class Gathered:
 
 
 class AnnotationRecord:
-    """The append-only local record of one project."""
+    """The local record of one project: Label Studio's answer at the last gather, and the webhook events since."""
 
     def __init__(self, data_dir: Path, project_id: int) -> None:
         self.folder = Path(data_dir) / "projects" / str(project_id)
         self.path = self.folder / "annotations.jsonl"
         self.events = self.folder / "webhook_events.jsonl"
         self.project_file = self.folder / "project.json"
+
+    @contextmanager
+    def _events_lock(self) -> Iterator[None]:
+        """Appends, set-asides and compactions of this project's events, one at a time across threads and processes
+        (the backend's request threads append, its compaction thread and the worker's gather rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / ".events.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def append_event(self, entry: dict, compact_above_bytes: int = 64 << 20) -> bool:
+        """Append one webhook event (JSON-able); returns True when :meth:`compact_events` is due: the events file
+        has passed ``compact_above_bytes`` and the size of what the last compaction kept."""
+        line = json.dumps(entry) + "\n"
+        with self._events_lock():
+            with open(self.events, "a") as out:
+                out.write(line)
+            size = self.events.stat().st_size
+        if size <= compact_above_bytes:
+            return False
+        return size > sum(p.stat().st_size for p in self.folder.glob("webhook_events.*.aside.jsonl"))
+
+    def compact_events(self) -> tuple[int, int]:
+        """Rewrite every kept event as the latest accepted annotation of each task plus one row of the deleted ids:
+        what :meth:`latest` reads, and so what an offline run trains on, stays the same.
+
+        Returns:
+            (events read, events kept).
+        """
+        with self._events_lock():
+            for stale in self.folder.glob(".webhook_events.*.tmp"):  # a compaction killed mid-write
+                stale.unlink(missing_ok=True)
+            paths = self._set_aside_locked()
+            rows = self._webhook_rows(paths)
+            deleted = self._deleted_ids(rows)
+            latest: dict[int, tuple[GatheredAnnotation, dict]] = {}
+            for row, item in self._annotation_rows(rows):
+                known = latest.get(item.task_id)
+                if item.annotation_id not in deleted and (known is None or item.updated_at >= known[0].updated_at):
+                    latest[item.task_id] = (item, row)
+            kept = [{"action": "ANNOTATIONS_DELETED", "annotations": [{"id": i} for i in sorted(deleted)]}] * bool(deleted)
+            kept += [latest[t][1] for t in sorted(latest)]
+            tmp = self.folder / f".webhook_events.{os.getpid()}.tmp"
+            with open(tmp, "w") as out:
+                out.writelines(json.dumps(row) + "\n" for row in kept)
+            os.replace(tmp, self.folder / f"webhook_events.{time.time_ns()}.aside.jsonl")
+            self.drop_events(paths)
+        return len(rows), len(kept)
 
     def replace(self, items: list[GatheredAnnotation]) -> int:
         """Make the record exactly ``items`` (Label Studio's answer), written atomically; returns how many of them
@@ -83,9 +139,13 @@ class AnnotationRecord:
         """Rename the webhook events received so far aside (the backend starts a new file at its next event).
 
         Returns:
-            Every set-aside events file now in the folder (of this call, and of gathers that failed or died):
-            :meth:`drop_events` removes them once Label Studio has answered.
+            Every set-aside events file now in the folder (of this call, of gathers that failed or died, and of
+            compactions): :meth:`drop_events` removes them once Label Studio has answered.
         """
+        with self._events_lock():
+            return self._set_aside_locked()
+
+    def _set_aside_locked(self) -> list[Path]:
         if self.events.is_file():
             try:
                 self.events.rename(self.folder / f"webhook_events.{time.time_ns()}.aside.jsonl")
@@ -137,10 +197,11 @@ class AnnotationRecord:
                 logger.warning("skipping a damaged line of %s", path)  # e.g. cut by a crash mid-write
         return out
 
-    def _webhook_rows(self) -> list[dict]:
+    def _webhook_rows(self, paths: list[Path] | None = None) -> list[dict]:
         """Every webhook event kept, oldest first: set-aside files (named by time), then the current one."""
         rows = []
-        for path in [*sorted(self.folder.glob("webhook_events.*.aside.jsonl")), self.events]:
+        default = [*sorted(self.folder.glob("webhook_events.*.aside.jsonl")), self.events]
+        for path in default if paths is None else paths:
             try:
                 lines = path.read_text().splitlines()
             except FileNotFoundError:  # set aside or dropped meanwhile, or never written
@@ -152,19 +213,22 @@ class AnnotationRecord:
                     continue
         return rows
 
-    def _webhook_annotations(self) -> list[GatheredAnnotation]:
-        out = []
-        for row in self._webhook_rows():
+    @staticmethod
+    def _annotation_rows(rows: list[dict]) -> Iterator[tuple[dict, GatheredAnnotation]]:
+        """The events that carry an accepted annotation, with it."""
+        for row in rows:
             task, annotation = row.get("task"), row.get("annotation")
             if isinstance(task, dict) and isinstance(annotation, dict) and "id" in task:
                 item = GatheredAnnotation.from_task(task, annotation)
                 if item is not None:
-                    out.append(item)
-        return out
+                    yield row, item
 
-    def _deleted_ids(self) -> set[int]:
+    def _webhook_annotations(self) -> list[GatheredAnnotation]:
+        return [item for _, item in self._annotation_rows(self._webhook_rows())]
+
+    def _deleted_ids(self, rows: list[dict] | None = None) -> set[int]:
         ids: set[int] = set()
-        for row in self._webhook_rows():
+        for row in self._webhook_rows() if rows is None else rows:
             if row.get("action") in ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED"):
                 for entry in row.get("annotations") or [row.get("annotation")]:
                     ids.add(int(entry["id"]) if isinstance(entry, dict) else int(entry))

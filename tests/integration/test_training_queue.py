@@ -100,3 +100,25 @@ def test_unwritable_record_still_queues_the_event(make_client, redis_server, tmp
     client = make_client(redis_url=redis_server.url, train_queue="train-test", train_every_n=1, data_dir=blocker)
     reply = client.post("/webhook", json=_event("ANNOTATION_CREATED", annotation_id=77))
     assert reply.status_code == 201 and reply.json["result"]["status"] == "queued"
+
+
+def test_the_events_of_a_project_that_never_trains_stay_its_size(queue_client, tmp_path, monkeypatch):
+    """No run ever drops the events of a project nobody trains: past a size, the backend compacts them in the
+    background (``AnnotationRecord.compact_events``), and the offline fallback still reads each task's latest."""
+    import threading
+
+    from backend import training
+
+    monkeypatch.setattr(training, "EVENTS_COMPACT_BYTES", 4_000)
+    for version in range(30):
+        for task in (3, 4):
+            event = _event("ANNOTATION_UPDATED", annotation_id=task, task_id=task)
+            event["annotation"]["updated_at"] = f"2026-11-21T10:{version:02d}:00Z"
+            assert queue_client.post("/webhook", json=event).status_code in (200, 201)
+    for thread in threading.enumerate():
+        if thread.name.startswith("compact-events-"):
+            thread.join(timeout=10)
+    record = AnnotationRecord(tmp_path / "data", 7)
+    assert sum(p.stat().st_size for p in record.folder.glob("webhook_events*")) < 6_000
+    assert [(a.task_id, a.updated_at) for a in record.latest()] == [(3, "2026-11-21T10:29:00Z"),
+                                                                     (4, "2026-11-21T10:29:00Z")]

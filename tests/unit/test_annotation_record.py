@@ -81,3 +81,74 @@ def test_a_record_that_cannot_be_written_stays_as_it_was(tmp_path, monkeypatch):
         record.replace([_annotation(1, 10, "t2")])
     monkeypatch.undo()
     assert record.path.read_text() == before and [p.name for p in record.folder.iterdir()] == ["annotations.jsonl"]
+
+
+def _update_history(record: AnnotationRecord, versions: int) -> None:
+    """A day of annotating without a run: every Update of tasks 1-3 sends the whole annotation again, then task 2's
+    annotation is deleted, and an empty resubmission of task 3 comes last (a run skips empty annotations)."""
+    record.folder.mkdir(parents=True, exist_ok=True)
+    for version in range(versions):
+        for task in (1, 2, 3):
+            record.append_event({"action": "ANNOTATION_UPDATED", "task": {"id": task, "data": {"image": "a.png"}},
+                                 "annotation": {"id": 10 * task, "updated_at": f"t{version:04d}",
+                                                "result": [{"value": {"text": ["x" * 200]}}]}})
+    record.append_event({"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 20, "result": [{"big": "y" * 500}]}]})
+    record.append_event({"action": "ANNOTATION_UPDATED", "task": {"id": 3, "data": {}},
+                         "annotation": {"id": 30, "updated_at": "t9999", "result": []}})
+
+
+def _event_bytes(record: AnnotationRecord) -> int:
+    return sum(p.stat().st_size for p in record.folder.glob("webhook_events.*"))
+
+
+def test_compacting_the_events_keeps_what_a_run_would_train_on(tmp_path):
+    """A project that never trains kept every webhook event for good. Compacted, the events hold the latest
+    annotation of each task and the deleted ids, and the offline fallback reads exactly what it read before."""
+    record = AnnotationRecord(tmp_path, 3)
+    record.replace([_annotation(2, 20, "t0000"), _annotation(4, 40, "t0000")])  # task 2's is deleted by an event
+    _update_history(record, 40)
+    before, size = record.latest(), _event_bytes(record)
+    assert [(a.task_id, a.updated_at) for a in before] == [(1, "t0039"), (3, "t0039"), (4, "t0000")]
+    assert record.compact_events() == (122, 3)  # the two latest annotations and one row of deleted ids
+    assert record.latest() == before
+    assert _event_bytes(record) < size / 30
+    assert not record.events.exists() and len(list(record.folder.glob("webhook_events.*.aside.jsonl"))) == 1
+    assert [p.name for p in record.folder.iterdir() if p.suffix == ".tmp"] == []
+
+
+def _append_versions(record: AnnotationRecord, tasks: int, versions: int) -> list[int]:
+    """Append ``versions`` Updates of each task, compacting when due; returns the versions that compacted."""
+    due = []
+    for version in range(versions):
+        for task in range(1, tasks + 1):
+            row = {"action": "ANNOTATION_UPDATED", "task": {"id": task, "data": {}},
+                   "annotation": {"id": task, "updated_at": f"t{version:04d}", "result": [{"v": "x" * 200}]}}
+            if record.append_event(row, compact_above_bytes=20_000):
+                due.append(version)
+                record.compact_events()
+    assert {a.updated_at for a in record.latest()} == {f"t{versions - 1:04d}"} and len(record.latest()) == tasks
+    return due
+
+
+def test_appending_events_compacts_them_once_they_outgrow_what_was_kept(tmp_path):
+    """``append_event`` says when a compaction is due: the current file has grown past ``compact_above_bytes`` and
+    past the size of what earlier compactions kept, so a project larger than that is rewritten once per project's
+    worth of new events, not once per ``compact_above_bytes``."""
+    small = AnnotationRecord(tmp_path, 3)  # 3 tasks: 1 kB kept, a compaction each 20 kB of events
+    assert len(_append_versions(small, 3, 300)) == 15 and _event_bytes(small) < 21_000
+    large = AnnotationRecord(tmp_path, 4)  # 100 tasks: 33 kB kept, so at most one compaction per version
+    due = _append_versions(large, 100, 20)
+    assert len(due) <= 20 and len(set(due)) == len(due), due
+    assert _event_bytes(large) < 3 * 33_000
+
+
+def test_a_gather_drops_compacted_events_like_any_other(tmp_path):
+    record = AnnotationRecord(tmp_path, 3)
+    _update_history(record, 3)
+    record.compact_events()
+    record.append_event({"action": "ANNOTATION_CREATED", "task": {"id": 5, "data": {}},
+                         "annotation": {"id": 50, "updated_at": "t1", "result": [{"v": 1}]}})
+    aside = record.set_events_aside()
+    assert len(aside) == 2
+    record.drop_events(aside)
+    assert record.latest() == []
