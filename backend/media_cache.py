@@ -9,6 +9,8 @@ Use is the file's modification time: :meth:`MediaCache.used` sets it on every ca
 ``keep_recent_s`` are never removed (a request between its download and its decoding must find its file), so the
 cap can be passed for a while; that is logged with what to do. Downloads cut by a killed process leave
 ``.part-*`` files; those untouched for ``stale_part_s`` are removed too. Only names the fetcher writes are touched.
+The fine-tune's cache also holds a ``frames-<key>/`` folder of links per frame-list task; one whose frames have all
+been removed goes with them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 CACHED_NAME = re.compile(r"^[0-9a-f]{32}[A-Za-z0-9.]{0,8}$")  # sha256 prefix + suffix: MediaFetcher._download
 PART_PREFIX = ".part-"  # MediaFetcher._stream's temporary download
+FRAMES_FOLDER = re.compile(r"^frames-[0-9a-f]{24}$")  # FrameListMode.stable_folder: links to a task's frames
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class PruneResult:
     stale_parts: int       # cut downloads removed
     kept_bytes: int        # cached media left, recent files included
     expired: int = 0       # cached media files removed as unused for ``max_age_s``
+    frame_folders: int = 0  # frame-list link folders removed, every frame of theirs gone
 
 
 class MediaCache:
@@ -82,6 +87,7 @@ class MediaCache:
         files, stale = self._scan(now)
         unused = [bool(self.max_age_s) and now - used_at > self.max_age_s for _, _, used_at in files]
         expired = sum(_remove(path) for (path, _, _), gone in zip(files, unused) if gone)
+        folders = self._sweep_frame_folders(now) if expired else 0
         files = [f for f, gone in zip(files, unused) if not gone]  # one pass: a cache may hold 100,000 frames
         total = sum(size for _, size, _ in files)
         removed, removed_bytes = 0, 0
@@ -92,7 +98,7 @@ class MediaCache:
                 total -= size  # gone either way: removed here, or by another process first
                 if _remove(path):
                     removed, removed_bytes = removed + 1, removed_bytes + size
-        result = PruneResult(removed, removed_bytes, stale, total, expired)
+        result = PruneResult(removed, removed_bytes, stale, total, expired, folders)
         self._log(result)
         return result
 
@@ -116,6 +122,23 @@ class MediaCache:
                 files.append((Path(entry.path), info.st_size, info.st_mtime))
         return files, stale
 
+    def _sweep_frame_folders(self, now: float) -> int:
+        """Remove the frame-list link folders whose every link dangles; returns how many. One changed in the last
+        ``keep_recent_s`` stays: another worker may be filling it."""
+        removed = 0
+        for folder in self.folder.glob("frames-*"):
+            try:
+                if (not FRAMES_FOLDER.match(folder.name) or folder.is_symlink() or not folder.is_dir()
+                        or now - folder.stat().st_mtime < self.keep_recent_s):
+                    continue
+                links = list(folder.iterdir())
+            except OSError:  # removed meanwhile
+                continue
+            if links and all(link.is_symlink() and not link.exists() for link in links):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
     def _log(self, result: PruneResult) -> None:
         mib = 1 << 20
         if result.stale_parts:
@@ -124,6 +147,9 @@ class MediaCache:
         if result.expired:
             logger.info("media cache %s: removed %d file(s) not used for %g days (UNIPIXEL_TRAIN_MEDIA_DAYS)",
                         self.folder, result.expired, self.max_age_s / 86400)
+        if result.frame_folders:
+            logger.info("media cache %s: removed %d frame-list folder(s) whose frames were all removed", self.folder,
+                        result.frame_folders)
         if result.removed:
             logger.info("media cache %s: removed %d file(s), %.1f MiB, used longest ago, to stay under "
                         "UNIPIXEL_MEDIA_CACHE_MB=%d", self.folder, result.removed, result.removed_bytes / mib,

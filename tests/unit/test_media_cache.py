@@ -113,6 +113,25 @@ def test_the_fine_tunes_cache_removes_files_no_run_used_for_its_days(tmp_path, c
     assert "not used for 7 days (UNIPIXEL_TRAIN_MEDIA_DAYS)" in caplog.text
 
 
+def test_frame_list_folders_whose_frames_all_expired_go_with_them(tmp_path):
+    """A frame-list task is trained on through ``frames-<key>/``, a folder of links to its cached frames. Once every
+    frame has expired the folder only holds dangling links, so it goes too; one frame still cached keeps it (the
+    next run downloads the rest again under the same names, and the links work again)."""
+    from backend.task_data import frame_dir
+
+    gone = [_cached(tmp_path, n, 10, 8 * 24 * HOUR, ".png") for n in (1, 2)]
+    mixed = [_cached(tmp_path, 3, 10, 8 * 24 * HOUR, ".png"), _cached(tmp_path, 4, 10, HOUR, ".png")]
+    dead, alive = frame_dir(gone, tmp_path / f"frames-{'a' * 24}"), frame_dir(mixed, tmp_path / f"frames-{'b' * 24}")
+    foreign = frame_dir(gone, tmp_path / "frames-mine")  # not a name the fetcher writes
+    filling = frame_dir([], tmp_path / f"frames-{'c' * 24}")  # another worker's run is linking its frames
+    for folder in (dead, alive, foreign):
+        os.utime(folder, (NOW - HOUR, NOW - HOUR))
+    MediaCache(tmp_path, max_bytes=0, max_age_s=7 * 24 * HOUR).prune(now=NOW)
+    assert not dead.exists() and alive.is_dir() and len(list(alive.iterdir())) == 2 and foreign.is_dir()
+    assert filling.is_dir()
+    assert [p.exists() for p in (*gone, *mixed)] == [False, False, False, True]
+
+
 def test_the_fine_tunes_media_age_is_read_and_checked():
     policy = Settings.from_env({}).media_policy(Path("data/finetune/media"))
     assert (policy.cache_max_bytes, policy.cache_max_age_s) == (0, 7 * 86400)
