@@ -1,5 +1,5 @@
-"""Evaluation metrics: DAVIS J / F / J&F and UniPixel referring cIoU / gIoU (the text-overlap score of descriptions:
-:mod:`finetune.text_metrics`).
+"""Evaluation metrics: DAVIS J / F / J&F (UniPixel's referring cIoU / gIoU: :mod:`finetune.refer_metrics`; the
+text-overlap score of descriptions: :mod:`finetune.text_metrics`).
 
 All mask metrics take pixel masks (``bool[H, W]`` or ``bool[T, H, W]``; any non-zero value counts as
 foreground) and return fractions in [0, 1], never percentages; :meth:`JFScore.to_percent` gives the
@@ -10,16 +10,14 @@ foreground) and return fractions in [0, 1], never percentages; :meth:`JFScore.to
   so a full-frame mask has an empty boundary, and two empty boundaries score F = 1. UniPixel's
   ``eval_seg.py`` uses copies of these functions and averages J and F over *all* frames of one
   expression (:func:`j_and_f`), then over expressions (:func:`mean_over_expressions`).
-* cIoU / gIoU follow UniPixel ``infer_seg.py`` + ``eval_refcoco.py`` (spec §6).
-
 The golden values in ``tests/fixtures/metrics/`` were produced by the official code; see
 ``tests/unit/test_metrics.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -29,7 +27,7 @@ class MetricInputError(ValueError):
     """Masks or samples given to a metric have the wrong shape or are missing."""
 
 
-def _as_bool_pair(annotation: np.ndarray, segmentation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def as_bool_pair(annotation: np.ndarray, segmentation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Check that both arrays are [H, W] or [T, H, W] of one shape and return them as bool."""
     annotation, segmentation = np.asarray(annotation), np.asarray(segmentation)
     if annotation.shape != segmentation.shape:
@@ -42,7 +40,7 @@ def _as_bool_pair(annotation: np.ndarray, segmentation: np.ndarray) -> tuple[np.
     return annotation.astype(bool), segmentation.astype(bool)
 
 
-def _void_or_none(void_pixels: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+def void_or_none(void_pixels: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
     if void_pixels is None:
         return None
     void_pixels = np.asarray(void_pixels)
@@ -66,8 +64,8 @@ def db_eval_iou(annotation: np.ndarray, segmentation: np.ndarray, void_pixels: n
     Raises:
         MetricInputError: shapes differ or are not 2-D / 3-D.
     """
-    annotation, segmentation = _as_bool_pair(annotation, segmentation)
-    void = _void_or_none(void_pixels, annotation.shape)
+    annotation, segmentation = as_bool_pair(annotation, segmentation)
+    void = void_or_none(void_pixels, annotation.shape)
     keep = np.ones_like(annotation) if void is None else ~void
     inters = np.sum(annotation & segmentation & keep, axis=(-2, -1))
     union = np.sum((annotation | segmentation) & keep, axis=(-2, -1))
@@ -145,10 +143,10 @@ def match_boundaries(
     Returns:
         BoundaryMatch. With no predicted edge P = 1, with no GT edge R = 1; F = 2PR / (P + R) or 0.
     """
-    gt_mask, pred_mask = _as_bool_pair(gt_mask, pred_mask)
+    gt_mask, pred_mask = as_bool_pair(gt_mask, pred_mask)
     if gt_mask.ndim != 2:
         raise MetricInputError(f"match_boundaries takes one frame [H, W], got shape {gt_mask.shape}")
-    void = _void_or_none(void_pixels, gt_mask.shape)
+    void = void_or_none(void_pixels, gt_mask.shape)
     if void is not None:
         gt_mask, pred_mask = gt_mask & ~void, pred_mask & ~void
     kernel = _disk_kernel(boundary_radius_px(*gt_mask.shape, bound_th=bound_th))
@@ -189,8 +187,8 @@ def db_eval_boundary(
     Raises:
         MetricInputError: shapes differ or are not 2-D / 3-D.
     """
-    annotation, segmentation = _as_bool_pair(annotation, segmentation)
-    void = _void_or_none(void_pixels, annotation.shape)
+    annotation, segmentation = as_bool_pair(annotation, segmentation)
+    void = void_or_none(void_pixels, annotation.shape)
     if annotation.ndim == 2:
         return np.asarray(match_boundaries(annotation, segmentation, void, bound_th).f, dtype=np.float64)
     frames = [
@@ -263,70 +261,3 @@ def mean_over_expressions(scores: Sequence[JFScore]) -> JFScore:
     j = float(np.mean([s.j for s in scores]))
     f = float(np.mean([s.f for s in scores]))
     return JFScore(j=j, f=f, jf=(j + f) / 2)
-
-
-@dataclass(frozen=True)
-class ReferSample:
-    """Pixel counts of one referring sample: ``iou`` is inter / union, or 1 when the union is empty."""
-
-    inter: int
-    union: int
-    iou: float
-
-
-def refer_iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> ReferSample:
-    """Intersection and union of one image (or volume), as UniPixel ``infer_seg.py``.
-
-    Args:
-        pred: bool [H, W] prediction (non-zero = foreground).
-        gt: bool [H, W], or an integer label map where > 0 is foreground and −1 is ignored.
-        ignore: optional bool [H, W]; True pixels are ignored (combined with the −1 pixels of ``gt``).
-
-    Returns:
-        ReferSample with inter = |G ∧ P ∧ keep| and union = |(G ∨ P) ∧ keep|.
-    """
-    gt_arr = np.asarray(gt)
-    keep = np.ones(gt_arr.shape, dtype=bool) if gt_arr.dtype == bool else gt_arr != -1
-    if ignore is not None:
-        ignore = _void_or_none(ignore, gt_arr.shape)
-        keep &= ~ignore
-    gt_fg, pred_fg = _as_bool_pair(gt_arr > 0, pred)
-    inter = int(np.count_nonzero(gt_fg & pred_fg & keep))
-    union = int(np.count_nonzero((gt_fg | pred_fg) & keep))
-    return ReferSample(inter=inter, union=union, iou=1.0 if union == 0 else inter / union)
-
-
-def ciou_giou(samples: Iterable[ReferSample]) -> tuple[float | None, float]:
-    """Dataset cIoU = Σinter / Σunion and gIoU = mean per-sample IoU (UniPixel ``eval_refcoco.py``).
-
-    Returns:
-        (ciou, giou). ``ciou`` is None when every union is empty (UniPixel divides by zero there).
-        gIoU sums the IoUs in order with Python floats, then divides by N, as the official code does.
-
-    Raises:
-        MetricInputError: no samples.
-    """
-    samples = list(samples)
-    if not samples:
-        raise MetricInputError("ciou_giou needs at least 1 sample, got 0")
-    cum_inter = sum(s.inter for s in samples)
-    cum_union = sum(s.union for s in samples)
-    ciou = None if cum_union == 0 else cum_inter / cum_union
-    return ciou, sum(s.iou for s in samples) / len(samples)
-
-
-@dataclass
-class ReferAccumulator:
-    """Collects :class:`ReferSample` s one prediction at a time; ``result()`` gives (cIoU, gIoU)."""
-
-    samples: list[ReferSample] = field(default_factory=list)
-
-    def add(self, pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> ReferSample:
-        """Score one sample (see :func:`refer_iou`), keep it and return it."""
-        sample = refer_iou(pred, gt, ignore)
-        self.samples.append(sample)
-        return sample
-
-    def result(self) -> tuple[float | None, float]:
-        """(cIoU, gIoU) over the samples added so far; see :func:`ciou_giou`."""
-        return ciou_giou(self.samples)

@@ -16,17 +16,15 @@ import pytest
 from finetune.metrics import (
     FrameStatistics,
     MetricInputError,
-    ReferAccumulator,
     boundary_radius_px,
-    ciou_giou,
     db_eval_boundary,
     db_eval_iou,
     frame_statistics,
     j_and_f,
     match_boundaries,
     mean_over_expressions,
-    refer_iou,
 )
+from finetune.refer_metrics import ReferAccumulator, ciou_giou, refer_iou
 from finetune.text_metrics import corpus_text_score, text_similarity
 
 FIXTURE_DIR = Path(__file__).parents[1] / "fixtures" / "metrics"
