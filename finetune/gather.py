@@ -110,8 +110,9 @@ class AnnotationRecord:
                 known = latest.get(item.task_id)
                 if item.annotation_id not in deleted and (known is None or item.updated_at >= known[0].updated_at):
                     latest[item.task_id] = (item, row)
-            kept = [{"action": "ANNOTATIONS_DELETED", "annotations": [{"id": i} for i in sorted(deleted)]}] * bool(deleted)
-            kept += [latest[t][1] for t in sorted(latest)]
+            kept = [latest[t][1] for t in sorted(latest)]
+            if deleted:
+                kept.insert(0, {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": i} for i in sorted(deleted)]})
             tmp = self.folder / f".webhook_events.{os.getpid()}.tmp"
             with open(tmp, "w") as out:
                 out.writelines(json.dumps(row) + "\n" for row in kept)
@@ -219,7 +220,11 @@ class AnnotationRecord:
         for row in rows:
             task, annotation = row.get("task"), row.get("annotation")
             if isinstance(task, dict) and isinstance(annotation, dict) and "id" in task:
-                item = GatheredAnnotation.from_task(task, annotation)
+                try:
+                    item = GatheredAnnotation.from_task(task, annotation)
+                except (TypeError, ValueError):  # anyone with the webhook's URL can post; it is recorded as sent
+                    logger.warning("skipping a malformed annotation event (task %r)", task.get("id"))
+                    continue
                 if item is not None:
                     yield row, item
 
@@ -230,8 +235,12 @@ class AnnotationRecord:
         ids: set[int] = set()
         for row in self._webhook_rows() if rows is None else rows:
             if row.get("action") in ("ANNOTATIONS_DELETED", "ANNOTATION_DELETED"):
-                for entry in row.get("annotations") or [row.get("annotation")]:
-                    ids.add(int(entry["id"]) if isinstance(entry, dict) else int(entry))
+                entries = row.get("annotations") or [row.get("annotation")]
+                for entry in entries if isinstance(entries, list) else [entries]:
+                    try:
+                        ids.add(int(entry["id"]) if isinstance(entry, dict) else int(entry))
+                    except (KeyError, TypeError, ValueError):
+                        logger.warning("skipping a malformed deletion event: %.200r", entry)
         return ids
 
 

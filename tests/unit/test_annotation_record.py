@@ -152,3 +152,19 @@ def test_a_gather_drops_compacted_events_like_any_other(tmp_path):
     assert len(aside) == 2
     record.drop_events(aside)
     assert record.latest() == []
+
+
+def test_a_malformed_deletion_event_is_skipped_not_fatal(tmp_path, caplog):
+    """Anyone who knows the webhook URL can post to it, and what it posts is recorded: a deletion without an id
+    made every offline run of the project (and each compaction) fail with a KeyError."""
+    record = AnnotationRecord(tmp_path, 3)
+    record.append_event({"action": "ANNOTATION_CREATED", "task": {"id": 1, "data": {}},
+                         "annotation": {"id": 10, "updated_at": "t1", "result": [{"v": 1}]}})
+    for junk in ([{"no": "id"}], ["ten"], [None], "20", [{"id": [1]}]):  # "20" reads as id 20: kept
+        record.append_event({"action": "ANNOTATIONS_DELETED", "annotations": junk})
+    record.append_event({"action": "ANNOTATION_DELETED", "annotation": None})
+    for task, annotation in (({"id": "one"}, {"id": 11, "result": [1]}), ({"id": 2}, {"id": [1], "result": [1]})):
+        record.append_event({"action": "ANNOTATION_UPDATED", "task": task, "annotation": annotation})
+    assert [a.annotation_id for a in record.latest()] == [10]
+    assert record.compact_events() == (9, 2) and [a.annotation_id for a in record.latest()] == [10]
+    assert "malformed deletion" in caplog.text and "malformed annotation" in caplog.text
