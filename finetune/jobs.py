@@ -24,8 +24,9 @@ from backend.media import MediaFetcher
 from backend.task_data import media_value
 from finetune.convert import LabeledTask, task_to_samples
 from finetune.gather import GatheredAnnotation, gather
-from finetune.sample import TrainSample, split_by_task
+from finetune.sample import TrainSample
 from finetune.settings import FinetuneSettings
+from finetune.split import split_by_task
 from unipixel_model.errors import UniPixelInputError
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ class FinetuneRun:
         return record_outcome(self.settings, self.spec, outcome, self.report)
 
     def samples(self, label_config: str, annotations: list[GatheredAnnotation]) -> tuple[list, list]:
-        """(train, holdout) samples, split by task (:func:`finetune.sample.split_by_task`)."""
+        """(train, holdout) samples, split by task (:func:`finetune.split.split_by_task`)."""
         spec = parse_label_config(label_config)
         client = LabelStudioClient(self.settings.label_studio_url, self.settings.label_studio_api_key) \
             if self.settings.label_studio_url else None

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finetune.sample import SampleError, TrainSample, read_samples, split_by_task, write_samples
+from finetune.sample import SampleError, TrainSample, read_samples, write_samples
+from finetune.split import split_by_task
 from unipixel_model.types import BoxPrompt, PointPrompt
 
 
