@@ -18,6 +18,7 @@ from pathlib import Path
 
 from backend.errors import Busy
 from backend.ls_client import LabelStudioClient
+from backend.media_cache import shared_cache
 from backend.pending import PendingTracks
 from backend.sessions import SessionRegistry
 from backend.settings import Settings
@@ -54,6 +55,8 @@ class Engine:
         self._jobs_lock = threading.Lock()
         self.pending = PendingTracks(Path(settings.data_dir))
         self.pending.report_dropped()  # what a killed predecessor left half done
+        media = settings.media_policy()  # the cache every request's MediaFetcher shares: first pruned here, at start
+        shared_cache(media.cache_dir, media.cache_max_bytes, media.cache_max_age_s)
         self.ls_client: LabelStudioClient | None = None
         if settings.label_studio_url:  # one client per process: a PAT's access token is refreshed once, not per call
             self.ls_client = LabelStudioClient(settings.label_studio_url, settings.label_studio_api_key)

@@ -168,7 +168,8 @@ _SHARED_LOCK = threading.Lock()
 def shared_cache(folder: Path, max_bytes: int, max_age_s: float = 0.0) -> MediaCache:
     """The process's one :class:`MediaCache` for ``folder`` and cap (the backend builds a fetcher per request; the
     count of bytes downloaded since the last prune must outlive it). Pruned once when first made: cut downloads of
-    a stopped process, a cap lowered since the last start."""
+    a stopped process, a cap lowered since the last start (the backend makes its cache when it starts, so no request
+    pays for that scan)."""
     key = (Path(folder).resolve(), max_bytes, max_age_s)
     with _SHARED_LOCK:
         cache = _SHARED.get(key)
