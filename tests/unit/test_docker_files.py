@@ -245,3 +245,13 @@ def test_dockerfile_makes_every_volume_folder_for_its_user(dockerfile, compose):
         for mount in compose["services"][name]["volumes"]:
             target = mount.split(":")[1]
             assert target in made, f"{dockerfile.name}: add {target} to the mkdir -p line ({name} mounts it)"
+
+
+def test_compose_redis_keeps_the_training_queue_across_restarts(compose):
+    """Redis holds the queued fine-tune runs (a *Start Training* waiting behind another project's run) and the event
+    counts. Without persistence a restarted Redis container (a `docker compose up` after an .env change, a host
+    reboot) dropped them, and the run the annotator asked for never came, with nothing said."""
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes", command
+    assert any(mount.split(":")[1] == "/data" for mount in redis.get("volumes", [])), "Redis writes to /data"
