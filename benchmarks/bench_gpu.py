@@ -347,7 +347,7 @@ class Bench:
 
         from backend.api import create_app
         from backend.engine import Engine
-        from benchmarks.bench_backend import config, keypoint, predict_body, square_box, write_frames
+        from benchmarks.bench_media import config, keypoint, predict_body, square_box, write_frames
 
         settings = self.settings(max_queued_requests=max(self.profile.annotators) + 1)
         engine = Engine(settings)

@@ -6,7 +6,7 @@ Usage::
         [--model tiny] [--soak-after 60]
 
 Starts ``python -m backend serve`` (gunicorn, the command users run) on a free port with the tiny model, media in a
-temporary folder (the 320x240 PNG of ``bench_backend.py``: a square on a textured background), a real
+temporary folder (the 320x240 PNG of ``bench_media.py``: a square on a textured background), a real
 ``redis-server`` for the webhooks' queue, no Label Studio. Each simulated annotator loops over a mix for
 ``--seconds``, pausing 0.5-2 s between actions and, after a 503, for its ``Retry-After`` (at most 10 s):
 
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_backend import HEIGHT, WIDTH, config, keypoint, write_image  # noqa: E402
+from benchmarks.bench_media import HEIGHT, WIDTH, config, keypoint, write_image  # noqa: E402
 
 KINDS = ("first", "second", "text", "batch", "webhook")
 WEIGHTS = (3, 4, 1, 1, 1)

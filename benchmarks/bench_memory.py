@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_backend import HEIGHT, WIDTH, write_video  # noqa: E402
+from benchmarks.bench_media import HEIGHT, WIDTH, write_video  # noqa: E402
 
 
 def measure(model: str, device: str, length: int, threads: int, cache_mib: int, work: Path) -> dict:
