@@ -35,7 +35,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +49,7 @@ from finetune.losses import SegLossWeights
 from finetune.objective import UniPixelObjective
 from finetune.recipe import TrainRecipe
 from finetune.sample import SampleError, TrainSample
+from finetune.train_results import EvalResult, TrainResult
 from finetune.trainable import ADAPTER_NAME, build_optimizer, cosine_with_warmup, inject_lora, mark_trainable
 from unipixel_model.errors import MediaDecodeError, TokenCountError, UniPixelInputError
 
@@ -58,41 +58,6 @@ logger = logging.getLogger(__name__)
 _SAMPLE_ERRORS = (SampleError, UniPixelInputError, MediaDecodeError, TokenCountError)
 
 ProgressCallback = Callable[[int, int, float, float], None]  # (step, total_steps, loss, eta_s)
-
-
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.train` did.
-
-    Attributes:
-        steps: optimizer steps taken.
-        losses: per step, the mean total loss of its samples (averaged over ranks).
-        lm_losses / seg_losses: per step, the LM part and the mean ``core / T`` of its samples with
-            masks (NaN when the step had none).
-        seconds: wall time of the run.
-        samples_seen: samples trained on by this process.
-        skipped: "index: reason" for samples that could not be built (each reported once).
-        world_size: processes in the run.
-    """
-
-    steps: int
-    losses: list[float]
-    lm_losses: list[float] = field(default_factory=list)
-    seg_losses: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    samples_seen: int = 0
-    skipped: list[str] = field(default_factory=list)
-    world_size: int = 1
-
-
-@dataclass
-class EvalResult:
-    """Mean teacher-forced losses over samples (eval mode, no gradients)."""
-
-    loss: float
-    lm_loss: float
-    seg_loss: float  # mean core / T over samples with masks (NaN if none)
-    num_samples: int
 
 
 class Trainer:

@@ -24,7 +24,8 @@ from safetensors.torch import load_file, save_file
 from finetune.batch import BatchBuilder
 from finetune.recipe import RecipeError, load_recipe
 from finetune.sample import TrainSample
-from finetune.trainer import EvalResult, Trainer, TrainResult
+from finetune.train_results import EvalResult, TrainResult
+from finetune.trainer import Trainer
 from finetune.world import writers
 from unipixel_model.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS, MODULE_WEIGHTS, RECIPE_FILE, AdapterSwitcher
 from unipixel_model.errors import CheckpointError, UniPixelInputError
