@@ -168,3 +168,49 @@ def test_a_malformed_deletion_event_is_skipped_not_fatal(tmp_path, caplog):
     assert [a.annotation_id for a in record.latest()] == [10]
     assert record.compact_events() == (9, 2) and [a.annotation_id for a in record.latest()] == [10]
     assert "malformed deletion" in caplog.text and "malformed annotation" in caplog.text
+
+
+def _any_event():
+    """One webhook event as Label Studio sends them: a create or update of a task's annotation (possibly cancelled
+    or empty, possibly an older version arriving late), a deletion of some ids, or an event with no annotation."""
+    from hypothesis import strategies as st
+
+    annotation = st.fixed_dictionaries({
+        "id": st.integers(1, 6), "updated_at": st.sampled_from(["t1", "t2", "t3", "t4"]),
+        "result": st.sampled_from([[], [{"v": 1}], [{"v": 2}], [{"v": 3}]]),
+        "was_cancelled": st.sampled_from([False, False, False, True])})
+    saved = st.fixed_dictionaries({"action": st.sampled_from(["ANNOTATION_CREATED", "ANNOTATION_UPDATED"]),
+                                   "task": st.fixed_dictionaries({"id": st.integers(1, 4), "data": st.just({})}),
+                                   "annotation": annotation})
+    deleted = st.fixed_dictionaries({"action": st.just("ANNOTATIONS_DELETED"),
+                                     "annotations": st.lists(st.builds(dict, id=st.integers(1, 6)), max_size=2)})
+    return st.one_of(saved, saved, saved, deleted, st.just({"action": "PROJECT_UPDATED"}))
+
+
+def test_compaction_never_changes_what_an_offline_run_reads():
+    """Any history of events, compacted at any points, and with or without a record from an earlier gather: the
+    offline fallback (``latest``) reads the same annotations as from the events uncompacted."""
+    import tempfile
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(events=st.lists(_any_event(), max_size=25), cuts=st.sets(st.integers(0, 25), max_size=3),
+           recorded=st.booleans())
+    def check(events, cuts, recorded):
+        with tempfile.TemporaryDirectory() as folder:
+            plain, compacted = AnnotationRecord(folder, 1), AnnotationRecord(folder, 2)
+            for record in (plain, compacted):
+                if recorded:
+                    record.replace([_annotation(1, 1, "t2"), _annotation(3, 5, "t1")])
+            for n, event in enumerate(events):
+                plain.append_event(event)
+                compacted.append_event(event)
+                if n in cuts:
+                    compacted.compact_events()
+            assert compacted.latest() == plain.latest()
+            compacted.compact_events()
+            assert compacted.latest() == plain.latest()
+
+    check()
