@@ -20,8 +20,6 @@ REDIS_TIMEOUT_S = 0.4  # LS gives webhooks 1 s
 # annotation's masks are megabytes, sent again at each Update; a project that never trains kept them all).
 EVENTS_COMPACT_BYTES = 64 << 20
 logger = logging.getLogger(__name__)
-_compacting: set[int] = set()  # projects whose events a thread is compacting now
-_compacting_lock = threading.Lock()
 
 
 def project_id_of(data: dict) -> int:
@@ -50,10 +48,6 @@ def record_event(settings: Settings, event: str, data: dict, project_id: int) ->
              "annotations": data.get("annotations"), "task": data.get("task")}
     if not record.append_event(entry, EVENTS_COMPACT_BYTES):
         return None
-    with _compacting_lock:
-        if project_id in _compacting:
-            return None
-        _compacting.add(project_id)
     thread = threading.Thread(target=_compact, args=(record, project_id), name=f"compact-events-{project_id}",
                               daemon=True)
     thread.start()
@@ -62,14 +56,13 @@ def record_event(settings: Settings, event: str, data: dict, project_id: int) ->
 
 def _compact(record: AnnotationRecord, project_id: int) -> None:
     try:
-        read, kept = record.compact_events()
-        logger.info("project %d: compacted %d webhook events into %d (the latest annotation of each task)",
-                    project_id, read, kept)
+        counts = record.compact_events()
     except OSError as err:  # a full disk: the events stay as they were
         logger.warning("cannot compact the webhook events of project %d in %s: %s", project_id, record.folder, err)
-    finally:
-        with _compacting_lock:
-            _compacting.discard(project_id)
+        return
+    if counts is not None:  # None: another thread or backend is compacting them now
+        logger.info("project %d: compacted %d webhook events into %d (the latest annotation of each task)",
+                    project_id, *counts)
 
 
 def handle_event(settings: Settings, event: str, data: dict) -> dict:

@@ -69,14 +69,19 @@ class AnnotationRecord:
         self.project_file = self.folder / "project.json"
 
     @contextmanager
-    def _events_lock(self) -> Iterator[None]:
-        """Appends, set-asides and compactions of this project's events, one at a time across threads and processes
-        (the backend's request threads append, its compaction thread and the worker's gather rename)."""
+    def _events_lock(self, name: str = ".events.lock", wait: bool = True) -> Iterator[bool]:
+        """Hold the project's lock file ``name`` (``flock``: across threads and processes); yields False when
+        ``wait`` is False and another holds it. ``.events.lock`` orders appends (the backend's request threads),
+        set-asides (the worker's gather) and compactions; ``.compact.lock`` lets one compaction run at a time."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".events.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with open(self.folder / name, "a") as lock:
             try:
-                yield
+                fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -92,13 +97,17 @@ class AnnotationRecord:
             return False
         return size > sum(p.stat().st_size for p in self.folder.glob("webhook_events.*.aside.jsonl"))
 
-    def compact_events(self) -> tuple[int, int]:
+    def compact_events(self) -> tuple[int, int] | None:
         """Rewrite every kept event as the latest accepted annotation of each task plus one row of the deleted ids:
         what :meth:`latest` reads, and so what an offline run trains on, stays the same.
 
         Returns:
-            (events read, events kept).
+            (events read, events kept); None when another thread or process is compacting this project now.
         """
+        with self._events_lock(".compact.lock", wait=False) as mine:
+            return self._compact_locked() if mine else None
+
+    def _compact_locked(self) -> tuple[int, int]:
         with self._events_lock():
             for stale in self.folder.glob(".webhook_events.*.tmp"):  # a compaction killed mid-write
                 stale.unlink(missing_ok=True)

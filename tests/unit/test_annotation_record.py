@@ -214,3 +214,18 @@ def test_compaction_never_changes_what_an_offline_run_reads():
             assert compacted.latest() == plain.latest()
 
     check()
+
+
+def test_a_compaction_under_way_elsewhere_is_not_repeated(tmp_path):
+    """Several events can find a compaction due before the first one has run, in this process or in another backend
+    sharing the data folder: a second compaction returns at once instead of queueing behind the first."""
+    import fcntl
+
+    record = AnnotationRecord(tmp_path, 3)
+    _update_history(record, 3)
+    with open(record.folder / ".compact.lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)  # another process is compacting this project
+        before = sorted(p.name for p in record.folder.iterdir())
+        assert record.compact_events() is None
+        assert sorted(p.name for p in record.folder.iterdir()) == before
+    assert record.compact_events() == (11, 3)

@@ -22,7 +22,8 @@ VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])[^}]*)?\}")
 # Where compose puts the backend's and the worker's state: on named volumes, so that a recreated container keeps it.
 STATE_DIRS = {"MODEL_DIR": "models", "UNIPIXEL_DATA_DIR": "unipixel-data"}
 # Settings compose sets itself (paths inside the image, service names), so docker/.env cannot move them.
-FIXED_BY_COMPOSE = {"MODEL_DIR", "UNIPIXEL_DATA_DIR", "UNIPIXEL_MEDIA_CACHE_DIR", "LABEL_STUDIO_URL", "REDIS_URL", "PORT"}
+FIXED_BY_COMPOSE = {"MODEL_DIR", "UNIPIXEL_DATA_DIR", "UNIPIXEL_MEDIA_CACHE_DIR", "LABEL_STUDIO_URL", "REDIS_URL",
+                    "PORT"}
 
 
 def _setting_names():
