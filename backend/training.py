@@ -13,12 +13,9 @@ import time
 
 from backend.errors import BadRequest, NothingToTrain, QueueUnavailable
 from backend.settings import Settings
-from finetune.gather import AnnotationRecord
+from finetune.gather import EVENTS_COMPACT_BYTES, AnnotationRecord
 
 REDIS_TIMEOUT_S = 0.4  # LS gives webhooks 1 s
-# A project's webhook events are compacted once they pass this and what the last compaction kept (a video
-# annotation's masks are megabytes, sent again at each Update; a project that never trains kept them all).
-EVENTS_COMPACT_BYTES = 64 << 20
 logger = logging.getLogger(__name__)
 
 

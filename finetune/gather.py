@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+# A project's webhook events are compacted once they pass this and what the last compaction kept (a video
+# annotation's masks are megabytes, sent again at each Update; a project that never trains kept them all).
+EVENTS_COMPACT_BYTES = 64 << 20
 
 
 @dataclass
@@ -85,7 +88,7 @@ class AnnotationRecord:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def append_event(self, entry: dict, compact_above_bytes: int = 64 << 20) -> bool:
+    def append_event(self, entry: dict, compact_above_bytes: int = EVENTS_COMPACT_BYTES) -> bool:
         """Append one webhook event (JSON-able); returns True when :meth:`compact_events` is due: the events file
         has passed ``compact_above_bytes`` and the size of what the last compaction kept."""
         line = json.dumps(entry) + "\n"
