@@ -27,12 +27,58 @@ if hypothesis_settings.get_current_profile_name() == "default":  # --hypothesis-
     hypothesis_settings.load_profile("ci")
 
 
+KINDS = ("unit", "integration", "e2e")  # also the order the suite runs them in
+# The Label Studio launched at collection, and the error of its launch (None when it launched).
+_EARLY_LABEL_STUDIO = pytest.StashKey[tuple]()
+
+
+def _kind(item) -> int:
+    path = str(item.fspath).replace("\\", "/").split("tests/")[-1]
+    return next((n for n, kind in enumerate(KINDS) if f"{kind}/" in path), len(KINDS))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark tests by folder so ``-m unit`` / ``-m integration`` / ``-m e2e`` select them."""
+    """Mark tests by folder so ``-m unit`` / ``-m integration`` / ``-m e2e`` select them, and run the fast ones first:
+    unit, integration, then e2e, while the Label Studio launched below migrates its database."""
     for item in items:
-        for kind in ("unit", "integration", "e2e"):
-            if f"{kind}/" in str(item.fspath).replace("\\", "/").split("tests/")[-1]:
-                item.add_marker(getattr(pytest.mark, kind))
+        if _kind(item) < len(KINDS):
+            item.add_marker(getattr(pytest.mark, KINDS[_kind(item)]))
+    items.sort(key=_kind)  # stable: the order within a folder stays
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n 2`` (pytest-xdist, ``scripts/test.sh``): every e2e test on one worker, first and in order,
+    with one Label Studio, one browser and one set of backends; the other worker runs the rest meanwhile. The e2e
+    tests mostly wait on the browser and the servers (0.6 of a core on average). (xdist's ``--dist loadgroup`` would
+    say the same with marks, but its marks change no node id under pytest 9.2.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class E2eOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:  # one scope: one worker; the largest scope goes out first
+            return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return E2eOnOneWorker(config, log)
+
+
+def pytest_collection_finish(session):
+    """Launch Label Studio now when a selected test needs it: its first start takes about a minute of one core
+    (database migrations), which the tests before the first that needs it overlap. The ``label_studio`` fixture
+    waits for it; a failed launch fails that fixture, never the collection."""
+    if session.config.option.collectonly or not any("label_studio" in getattr(item, "fixturenames", ())
+                                                    for item in session.items):
+        return
+    if hasattr(session.config, "workerinput"):  # an xdist worker: only the one given the e2e tests starts it
+        return
+    from tests.services import LabelStudioServer
+
+    server, error = LabelStudioServer(), None
+    session.config.add_cleanup(server.close)
+    try:
+        server.launch()
+    except RuntimeError as err:  # not installed: the fixture reports it
+        error = err
+    session.config.stash[_EARLY_LABEL_STUDIO] = (server, error)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -90,13 +136,24 @@ def redis_server():
 
 
 @pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
-    """A real Label Studio 1.23.2 (fresh data dir, legacy token in ``.headers``) for the whole session.
+def label_studio(request):
+    """A real Label Studio 1.23.2 (fresh data dir, legacy token in ``.headers``) for the whole session, launched
+    when the collection finished (``pytest_collection_finish``).
 
     ``.files_root`` is its ``LOCAL_FILES_DOCUMENT_ROOT``; see ``local_files_url``/``add_local_storage``.
     """
     from tests.services import LabelStudioServer
 
-    server = _start_or_fail(LabelStudioServer(files_root=tmp_path_factory.mktemp("ls-files")), "label_studio")
+    server, error = request.config.stash.get(_EARLY_LABEL_STUDIO, (None, None))
+    if server is None:  # not launched at collection (a plugin selected the test later): start it here
+        server = _start_or_fail(LabelStudioServer(), "label_studio")
+    else:
+        try:
+            if error is not None:
+                raise error
+            server.wait_up()
+        except RuntimeError as err:
+            server.close()
+            pytest.fail(f"label_studio fixture: {err}", pytrace=False)
     yield server
     server.close()

@@ -281,6 +281,7 @@ class LabelStudioServer(_Subprocess):
         self.token = token or secrets.token_hex(20)
         self.username, self.password = LS_USERNAME, LS_PASSWORD
         self.startup_timeout_s = startup_timeout_s
+        self._launched_at = 0.0
 
     @property
     def url(self) -> str:
@@ -320,6 +321,17 @@ class LabelStudioServer(_Subprocess):
         """
         if self.running:
             return self
+        self.launch()
+        return self.wait_up()
+
+    def launch(self) -> LabelStudioServer:
+        """Spawn Label Studio and return at once (it migrates its database for about a minute of one core; the test
+        session launches it before the first test and :meth:`wait_up` s when a test needs it). Call it from the main
+        thread: the child is stopped when the thread that spawned it ends.
+
+        Raises:
+            RuntimeError: LS is not installed (with the install hint).
+        """
         binary = ls_venv() / "bin" / "label-studio"
         if not binary.exists():
             raise RuntimeError(f"Label Studio {LS_VERSION} is not installed at {ls_venv()}: {INSTALL_HINT}")
@@ -328,7 +340,17 @@ class LabelStudioServer(_Subprocess):
                 "--host", self.url, "--username", self.username, "--password", self.password,
                 "--user-token", self.token, "--enable-legacy-api-token"]  # fmt: skip
         self._spawn(argv, env=self._env())
-        deadline = time.monotonic() + self.startup_timeout_s
+        self._launched_at = time.monotonic()
+        return self
+
+    def wait_up(self) -> LabelStudioServer:
+        """Wait until the launched Label Studio answers ``GET /health`` → UP, at most ``startup_timeout_s`` after
+        :meth:`launch`.
+
+        Raises:
+            RuntimeError: it exited, or is not UP in time; the message carries the last 50 log lines.
+        """
+        deadline = self._launched_at + self.startup_timeout_s
         while time.monotonic() < deadline:
             if not self.running:
                 raise self._failure(f"Label Studio exited during start on port {self.port}")

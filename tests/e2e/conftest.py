@@ -175,9 +175,20 @@ def editor_screenshots(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_browser():
+    """One headless Chromium for the session's editors (``tests.e2e.editor_browser.SharedBrowser``)."""
+    from tests.e2e.editor_browser import SharedBrowser
+
+    browser = SharedBrowser()
+    yield browser
+    browser.close()
+
+
 @pytest.fixture
-def editor(label_studio, editor_screenshots, request):
-    """A headless Chromium (``/usr/bin/chromium``) logged in to ``label_studio``: a ``tests.e2e.editor.Editor``.
+def editor(label_studio, shared_browser, editor_screenshots, request):
+    """A ``tests.e2e.editor.Editor`` logged in to ``label_studio``: a fresh context (cookies, storage, cache) of the
+    session's headless Chromium (``/usr/bin/chromium``).
 
     FAILS (never skips) when Chromium or Playwright is missing. Screenshots go to
     ``<editor_screenshots>/<test name>/``; a last one is taken at teardown.
@@ -190,7 +201,7 @@ def editor(label_studio, editor_screenshots, request):
     shots = editor_screenshots / request.node.name.replace("/", "_")
     try:
         ed = Editor(label_studio.url, label_studio.username, label_studio.password, shots,
-                    token=label_studio.token).start()
+                    token=label_studio.token).start(shared_browser)
     except EditorError as err:
         pytest.fail(f"editor fixture: {err}", pytrace=False)
     try:

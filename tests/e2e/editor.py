@@ -32,35 +32,24 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from tests.e2e.editor_actions import SMART_TOOLS, EditorActions
+from tests.e2e.editor_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SharedBrowser,
+    browser_available,
+)
 from tests.e2e.editor_calls import INTERACTIVE_RE, ApiCall, EditorError, InteractiveCall
 from tests.e2e.editor_js import JS_READY, JS_REGIONS, JS_STATE
 from tests.e2e.editor_views import EditorViews
 
-__all__ = ["CHROMIUM", "SMART_TOOLS", "ApiCall", "Editor", "EditorError", "InteractiveCall", "browser_available"]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-INSTALL_HINT = "run `bash scripts/install_services.sh` (apt chromium + pip playwright into .venv)"
-
-
-def browser_available() -> str | None:
-    """Return None when Chromium and Playwright are installed, else a message with the install hint."""
-    if not Path(CHROMIUM).is_file() or shutil.which(CHROMIUM) is None:
-        return f"{CHROMIUM} is missing: {INSTALL_HINT}"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as err:
-        return f"Python playwright is not importable ({err}): {INSTALL_HINT}"
-    return None
-
+__all__ = ["CHROMIUM", "SMART_TOOLS", "ApiCall", "Editor", "EditorError", "InteractiveCall", "SharedBrowser",
+           "browser_available"]
 
 class Editor(EditorActions, EditorViews):
     """A headless Chromium logged in to Label Studio, with a log of the page's API calls.
@@ -105,17 +94,25 @@ class Editor(EditorActions, EditorViews):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> Editor:
-        """Launch Chromium and log in. Raises EditorError (with the install hint) when the browser is missing."""
+    def start(self, shared: SharedBrowser | None = None) -> Editor:
+        """Launch Chromium and log in; or, given a ``shared`` browser, open a context of its own in that one, logged in
+        with the cookies of the shared browser's first login to this Label Studio (no launch, no login form: about 4 s
+        less a test). Raises EditorError (with the install hint) when the browser is missing."""
         missing = browser_available()
         if missing:
             raise EditorError(missing)
-        from playwright.sync_api import sync_playwright
-
         self.screenshots_dir.mkdir(parents=True, exist_ok=True)
-        self._pw = sync_playwright().start()
-        self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=self.headless, args=CHROMIUM_ARGS)
-        self.context = self._browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]})
+        if shared is None:
+            from playwright.sync_api import sync_playwright
+
+            self._pw = sync_playwright().start()
+            self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=self.headless,
+                                                     args=CHROMIUM_ARGS)
+        login_key = (self.ls_url, self.username)
+        state = shared.login_states.get(login_key) if shared is not None else None
+        browser = shared.browser() if shared is not None else self._browser
+        self.context = browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
+                                           storage_state=state)
         self.page = self.context.new_page()
         self.page.set_default_timeout(self.timeout_s * 1000)
         self.page.on("request", self._on_request)
@@ -123,12 +120,16 @@ class Editor(EditorActions, EditorViews):
         self.page.on("requestfailed", self._on_failed)
         self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
         self.page.on("pageerror", lambda e: self.console_errors.append(f"pageerror: {e}"))
-        self.login()
+        if state is None:
+            self.login()
+            if shared is not None:
+                shared.login_states[login_key] = self.context.storage_state()
         return self
 
     def close(self) -> None:
-        """Close the browser and stop Playwright (idempotent)."""
-        for stop in (self._browser and self._browser.close, self._pw and self._pw.stop):
+        """Close this editor's context, and the browser and Playwright when it launched them (idempotent)."""
+        for stop in (self.context and self.context.close, self._browser and self._browser.close,
+                     self._pw and self._pw.stop):
             try:
                 if stop:
                     stop()
