@@ -351,7 +351,7 @@ class LabelStudioServer(_Subprocess):
             RuntimeError: it exited, or is not UP in time; the message carries the last 50 log lines.
         """
         deadline = self._launched_at + self.startup_timeout_s
-        while time.monotonic() < deadline:
+        while True:  # asks at least once: the first test that needs it may come long after the launch
             if not self.running:
                 raise self._failure(f"Label Studio exited during start on port {self.port}")
             try:
@@ -359,6 +359,8 @@ class LabelStudioServer(_Subprocess):
                     return self
             except (OSError, ValueError):  # refused / reset / not JSON yet while migrating
                 pass
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.5)
         raise self._failure(f"Label Studio was not UP within {self.startup_timeout_s:.0f} s at {self.url}/health")
 

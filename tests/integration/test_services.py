@@ -1,6 +1,7 @@
 """The real-service helpers in tests/services.py: redis-server fixture, restart on the same port, install hints."""
 
 import socket
+import time
 
 import pytest
 import redis
@@ -66,3 +67,15 @@ def test_label_studio_missing_venv_raises_install_hint(monkeypatch, tmp_path):
     server.close()
     with pytest.raises(RuntimeError, match="not installed"):
         ls_sample_video()
+
+
+def test_label_studio_launched_long_ago_and_up_is_waited_for_without_a_timeout(monkeypatch):
+    """The session launches Label Studio at collection; its first test may come after ``startup_timeout_s``."""
+    server = LabelStudioServer(startup_timeout_s=5.0)
+    try:
+        monkeypatch.setattr(LabelStudioServer, "running", property(lambda self: True))
+        monkeypatch.setattr(server, "request", lambda *a, **k: {"status": "UP"})
+        server._launched_at = time.monotonic() - 600  # launched 10 minutes ago, UP since
+        assert server.wait_up() is server
+    finally:
+        server.close()
