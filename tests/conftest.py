@@ -145,7 +145,7 @@ def label_studio(request):
     from tests.services import LabelStudioServer
 
     server, error = request.config.stash.get(_EARLY_LABEL_STUDIO, (None, None))
-    if server is None:  # not launched at collection (a plugin selected the test later): start it here
+    if server is None:  # not launched at collection (an xdist worker): start it here
         server = _start_or_fail(LabelStudioServer(), "label_studio")
     else:
         try:

@@ -38,12 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.editor_actions import SMART_TOOLS, EditorActions
-from tests.e2e.editor_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SharedBrowser,
-    browser_available,
-)
+from tests.e2e.editor_browser import CHROMIUM, SharedBrowser, browser_available
 from tests.e2e.editor_calls import INTERACTIVE_RE, ApiCall, EditorError, InteractiveCall
 from tests.e2e.editor_js import JS_READY, JS_REGIONS, JS_STATE
 from tests.e2e.editor_views import EditorViews
@@ -82,7 +77,8 @@ class Editor(EditorActions, EditorViews):
         self.console_errors: list[str] = []
         self._pending: dict[Any, ApiCall] = {}
         self._shots = 0
-        self._pw = self._browser = self.context = self.page = None
+        self._own_browser: SharedBrowser | None = None
+        self.context = self.page = None
         self.task_id: int | None = None
 
     # --- lifecycle ---
@@ -102,17 +98,12 @@ class Editor(EditorActions, EditorViews):
         if missing:
             raise EditorError(missing)
         self.screenshots_dir.mkdir(parents=True, exist_ok=True)
-        if shared is None:
-            from playwright.sync_api import sync_playwright
-
-            self._pw = sync_playwright().start()
-            self._browser = self._pw.chromium.launch(executable_path=CHROMIUM, headless=self.headless,
-                                                     args=CHROMIUM_ARGS)
+        if shared is None:  # a browser of its own, closed with it
+            shared = self._own_browser = SharedBrowser(self.headless)
         login_key = (self.ls_url, self.username)
-        state = shared.login_states.get(login_key) if shared is not None else None
-        browser = shared.browser() if shared is not None else self._browser
-        self.context = browser.new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
-                                           storage_state=state)
+        state = shared.login_states.get(login_key)
+        self.context = shared.browser().new_context(viewport={"width": self.viewport[0], "height": self.viewport[1]},
+                                                    storage_state=state)
         self.page = self.context.new_page()
         self.page.set_default_timeout(self.timeout_s * 1000)
         self.page.on("request", self._on_request)
@@ -122,20 +113,19 @@ class Editor(EditorActions, EditorViews):
         self.page.on("pageerror", lambda e: self.console_errors.append(f"pageerror: {e}"))
         if state is None:
             self.login()
-            if shared is not None:
-                shared.login_states[login_key] = self.context.storage_state()
+            shared.login_states[login_key] = self.context.storage_state()
         return self
 
     def close(self) -> None:
         """Close this editor's context, and the browser and Playwright when it launched them (idempotent)."""
-        for stop in (self.context and self.context.close, self._browser and self._browser.close,
-                     self._pw and self._pw.stop):
-            try:
-                if stop:
-                    stop()
-            except Exception:  # noqa: BLE001, S110  (already gone)
-                pass
-        self._browser = self._pw = self.page = self.context = None
+        try:
+            if self.context:
+                self.context.close()
+        except Exception:  # noqa: BLE001, S110  (already gone)
+            pass
+        if self._own_browser is not None:
+            self._own_browser.close()
+        self._own_browser = self.page = self.context = None
 
     def login(self) -> None:
         """Log in through LS's form (``input[name=email]``, ``input[name=password]``, ``button[type=submit]``)."""
