@@ -12,7 +12,8 @@
 # Idempotent and fast when done: redis is skipped when `redis-server` is on PATH, chromium when /usr/bin/chromium
 # exists, playwright when the pinned version is importable, Label Studio when its stamp exists. Never runs a bare
 # `label-studio` command: that STARTS a server on 0.0.0.0:8080.
-# Usage: scripts/install_services.sh
+# Usage: scripts/install_services.sh [STEP ...]   STEP: redis, chromium, playwright, label-studio (default: all, in
+# that order). scripts/install.sh runs all but playwright beside the model venv's install, then playwright.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LS_VENV="${UNIPIXEL_LS_VENV:-venv-ls}"
@@ -116,7 +117,13 @@ PYCHECK
   touch "$stamp"
 }
 
-install_redis
-install_chromium
-install_playwright
-install_label_studio
+[ "$#" -gt 0 ] || set -- redis chromium playwright label-studio
+for step in "$@"; do
+  case "$step" in
+    redis) install_redis ;;
+    chromium) install_chromium ;;
+    playwright) install_playwright ;;
+    label-studio) install_label_studio ;;
+    *) echo "install_services.sh: unknown step '$step' (redis, chromium, playwright, label-studio)" >&2; exit 2 ;;
+  esac
+done
