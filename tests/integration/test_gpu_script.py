@@ -39,6 +39,8 @@ def test_gpu_script_writes_the_whole_table_at_tiny_size(tmp_path):
                 "train_step1_s", "train_step2_s", "train_trainable_m"):
         assert isinstance(base.get(key), float) and base[key] > 0, (key, base.get(key))
     assert table["columns"]["sam2_bf16"]["fps"] > 0 and table["columns"]["attn=eager"]["text_ms"] > 0
+    # a lever column has the rows the lever can change: the second click for SAM 2's levers only
+    assert table["columns"]["sam2_bf16"]["click2_ms"] > 0 and "click2_ms" not in table["columns"]["attn=eager"]
     assert not [n for n in table["notes"] if "failed" in n or "skipped" in n], table["notes"]
     assert "| propagation @ 64 px over 8 frames (frames/s) |" in markdown
     assert markdown in done.stdout  # the table is printed too
