@@ -37,7 +37,7 @@ that starts a task opens a fresh one, so decoding counts.
    ``label_studio_sdk.converter.brush.mask2rle`` on the 1920x1080 blob mask of
    ``benchmarks/bench_rle.py`` (about 30 thousand runs; outputs checked byte-identical); the
    factor by which ours is faster (best-of times).
-4. ``peak RSS long/short``: each of two fresh subprocesses loads the model, sends one
+4. ``peak RSS long/short``: each of two fresh subprocesses (``memory_child.py``) loads the model, sends one
    interactive VideoRectangle call on a video of ``--frames`` resp. ``--frames * --long-factor``
    frames (same resolution; default settings but ``UNIPIXEL_FEATURE_CACHE_MB =
    --feature-cache-mib`` so the feature cap is reached), waits for the background propagation
@@ -64,13 +64,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import wait
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +76,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.backend_report import report  # noqa: E402 (after the sys.path line: run as a script)
 from benchmarks.bench_media import (  # noqa: E402 (after the sys.path line: run as a script)
     FPS,
     HEIGHT,
@@ -86,6 +84,9 @@ from benchmarks.bench_media import (  # noqa: E402 (after the sys.path line: run
     WIDTH,
     config,
     keypoint,
+    make_client,
+    make_settings,
+    post,
     predict_body,
     prompt_box_px,
     square_box,
@@ -94,41 +95,7 @@ from benchmarks.bench_media import (  # noqa: E402 (after the sys.path line: run
     write_image,
     write_video,
 )
-
-
-def post(client, body: dict) -> tuple[float, dict, int]:
-    """(seconds, reply JSON, reply bytes) of one /predict."""
-    start = time.perf_counter()
-    reply = client.post("/predict", json=body)
-    elapsed = time.perf_counter() - start
-    if reply.status_code != 200:
-        raise SystemExit(f"/predict answered {reply.status_code}: {reply.get_data(as_text=True)[:500]}")
-    return elapsed, reply.get_json(), len(reply.get_data())
-
-
-# ---- backend plumbing ---------------------------------------------------------------------
-def make_settings(args, work: Path, **overrides):
-    from backend.settings import Settings
-
-    base = dict(model=args.model, device=args.device, local_roots=(work,), media_cache_dir=work / "cache",
-                data_dir=work / "data", model_dir=work / "models", redis_url="redis://127.0.0.1:9/0",
-                describe_objects=False, feature_cache_bytes=args.feature_cache_mib << 20)
-    base.update(overrides)
-    return Settings(**base)
-
-
-def make_client(settings, shared=None):
-    """(Flask test client, engine); the engine serves ``shared``'s weights when given."""
-    from backend.api import create_app
-    from backend.engine import Engine
-
-    engine = Engine(settings)
-    if shared is not None:
-        engine.share_model(shared)
-    else:
-        with engine.gpu:
-            engine.model()
-    return create_app(settings, engine).test_client(), engine
+from benchmarks.memory_child import measure  # noqa: E402
 
 
 def sync(device: str) -> None:
@@ -334,84 +301,6 @@ def bench_rle() -> dict:
             "bytes": len(ours)}
 
 
-# ---- 4. peak memory, one fresh process per length -----------------------------------------
-def rss_status() -> dict:
-    """Current VmRSS / RssAnon / RssFile and VmHWM of this process, in MiB (Linux)."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("RssAnon", "RssFile", "VmHWM", "VmRSS"):
-            out[key] = int(value.split()[0]) / 1024
-    return out
-
-
-def maxrss_mib() -> float:
-    """Peak RSS of this process in MiB: ``VmHWM``, which ``/proc/self/clear_refs`` resets. Not ``ru_maxrss``:
-    the kernel folds into it the parent's peak at the moment it forked this child, so a parent that held
-    a long video's frames made a short child look 1 GB heavier."""
-    status = rss_status()
-    return status.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-
-
-def run_child(args) -> dict:
-    """One interactive call on ``args.child_video`` in this (fresh) process; peak RSS after it."""
-    import torch
-
-    torch.set_num_threads(args.threads)
-    video = Path(args.child_video)
-    with tempfile.TemporaryDirectory(prefix="bench-backend-child-") as tmp:
-        work = Path(tmp)
-        tempfile.tempdir = tmp  # the backend's frame memmap and logit files land here
-        settings = make_settings(args, video.parent, media_cache_dir=work / "cache", data_dir=work / "data",
-                                 model_dir=work / "models")
-        client, engine = make_client(settings)
-        load_peak = maxrss_mib()
-        gc.collect()
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
-            reset = True
-        except OSError:
-            reset = False
-        loaded = rss_status()["VmRSS"]
-        body = predict_body(1, {"video": str(video)}, config("video_tracking", FPS),
-                            [video_rectangle(args.child_frames)])
-        predict_s, reply, reply_bytes = post(client, body)
-        peak_after_predict = maxrss_mib()  # the interactive call alone (the background propagation may run on)
-        start = time.perf_counter()
-        jobs = list(engine.background_jobs)
-        wait(jobs)
-        for job in jobs:
-            job.result()  # re-raises a failed propagation
-        background_s = time.perf_counter() - start
-        ts = engine.sessions.peek(1)
-        track = ts.session.track(ts.session.object_ids()[0])
-        row = {"frames": ts.session.frames.num_frames, "load_peak_mib": load_peak, "loaded_mib": loaded,
-               "peak_mib": maxrss_mib(), "peak_after_predict_mib": peak_after_predict, "reset": reset, "predict_s": predict_s, "background_jobs": len(jobs),
-               "background_s": background_s, "tracked": len(track.frame_idx), "reply_bytes": reply_bytes,
-               "feature_cache_mib": ts.session.cache_bytes / 2 ** 20,
-               "encoded_frames": ts.session.features.encoded_frames,
-               "logits_mib": track.low_res_logits.numel() * track.low_res_logits.element_size() / 2 ** 20,
-               **rss_status()}
-        engine.sessions.clear()
-        del ts, track
-        gc.collect()
-    return row
-
-
-def bench_memory(args, work: Path) -> list[dict]:
-    rows = []
-    for count in (args.frames, args.frames * args.long_factor):
-        video = write_video(work / f"mem-{count}.mp4", count)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--model", args.model, "--device", args.device,
-               "--threads", str(args.threads), "--feature-cache-mib", str(args.feature_cache_mib),
-               "--child-video", str(video), "--child-frames", str(count)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"child for {count} frames failed:\n{done.stderr[-3000:]}")
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return rows
-
-
 # ---- main ---------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -424,15 +313,9 @@ def main() -> int:
     parser.add_argument("--feature-cache-mib", type=int, default=64, help="UNIPIXEL_FEATURE_CACHE_MB, every part")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (1: steadier on a busy CPU)")
     parser.add_argument("--click-frames", type=int, default=8, help="frame-list length in part 2 (0: image only)")
-    parser.add_argument("--child-video", help=argparse.SUPPRESS)
-    parser.add_argument("--child-frames", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.frames < PROMPT_LS_FRAME:
         parser.error(f"--frames must be >= {PROMPT_LS_FRAME} (the box is drawn on LS frame {PROMPT_LS_FRAME})")
-    if args.child_video:
-        print(json.dumps(run_child(args)))
-        return 0
-
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-backend-") as tmp:
         work = Path(tmp)
@@ -440,7 +323,8 @@ def main() -> int:
         tempfile.tempdir = str(work / "tmp")  # backend temp files (memmaps, frame-list links) go away with us
 
         # [4] first, while this process is small (a child's ru_maxrss starts at its parent's peak).
-        rows = bench_memory(args, work)
+        rows = [measure(args.model, args.device, count, args.threads, args.feature_cache_mib, work)
+                for count in (args.frames, args.frames * args.long_factor)]
 
         import torch
 
@@ -461,70 +345,7 @@ def main() -> int:
         r = bench_rle()
         gc.collect()  # close the sessions' temporary files before their folder goes
 
-    ratio = p["api_s"] / p["bare_s"]
-    (render_s, json_s, _), (full_render_s, full_json_s, full_bytes) = p["served"], p["full"]
-    ratio_full = (p["api_s"] - render_s - json_s + full_render_s + full_json_s) / \
-        (p["bare_s"] - p["served_boxes_s"] + p["full_boxes_s"])
-    print(f"\n[1] video box on LS frame {PROMPT_LS_FRAME}, {args.frames} frames: /predict {p['api_s']:.3f} s, "
-          f"bare session {p['bare_s']:.3f} s (all: api {', '.join(f'{t:.3f}' for t in p['api_all'])}; "
-          f"bare {', '.join(f'{t:.3f}' for t in p['bare_all'])})")
-    print(f"    outside open+refer, inside the same calls: /predict {p['api_rest_s'] * 1e3:.1f} ms "
-          f"({p['api_rest_s'] / p['api_s']:.1%} of it; fetch, config, prompts, registry, render, JSON, Flask), "
-          f"bare {p['bare_rest_s'] * 1e3:.1f} ms (boxes)")
-    print(f"    predict/session = {ratio:.2f} (overhead {p['api_s'] - p['bare_s']:+.3f} s); same boxed frames "
-          f"both ways: {'yes' if p['same'] else 'NO'} ({p['keyframes']} keyframes in the reply, {p['visible']} bare "
-          f"boxes: random tiny weights), reply {p['reply_bytes']} bytes")
-    print(f"    as served: render_updates {render_s * 1e3:.1f} ms + json {json_s * 1e3:.2f} ms, bare boxes "
-          f"{p['served_boxes_s'] * 1e3:.1f} ms")
-    print(f"    visible on all {args.frames} frames: render_updates {full_render_s * 1e3:.1f} ms "
-          f"({full_render_s / args.frames * 1e3:.2f} ms/frame) + json {full_json_s * 1e3:.2f} ms ({full_bytes} bytes), "
-          f"bare boxes {p['full_boxes_s'] * 1e3:.1f} ms -> predict/session (all visible) = {ratio_full:.2f}")
-
-    print("\n[2] clicks (first: 1 positive keypoint on a fresh task; second: + 1 negative keypoint, same task)")
-    for name, row in c.items():
-        what = "PNG" if name == "image" else f"{row['frames']} JPEG frames"
-        print(f"    {name:6s} ({what}): first {row['first_s']:.3f} s, second {row['second_s']:.3f} s, "
-              f"second/first = {row['second_s'] / row['first_s']:.2f}; LLM passes in second call: "
-              f"{row['llm_passes']}; masks in reply: {row['masks']}")
-        if "full" in row:
-            print(f"           visible on all {row['frames']} frames: render_updates {row['full'][0] * 1e3:.1f} ms "
-                  f"({row['full'][0] / row['frames'] * 1e3:.2f} ms per {WIDTH}x{HEIGHT} RLE mask), json "
-                  f"{row['full'][1] * 1e3:.2f} ms")
-
-    print(f"\n[3] rle encode 1920x1080 ({r['runs']} runs, {r['bytes']} bytes, byte-identical: "
-          f"{'yes' if r['identical'] else 'NO'}): ours {r['ours_ms']:.2f} ms, sdk {r['sdk_ms']:.1f} ms, "
-          f"ours/sdk speed = {r['sdk_ms'] / r['ours_ms']:.1f}x")
-
-    short, long_ = rows
-    print("\n[4] one interactive video box per fresh process (run first), background propagation awaited; MiB")
-    if not (short["reset"] and long_["reset"]):
-        print("    (/proc/self/clear_refs not writable: peak includes the model-loading peak)")
-    print(f"    {'frames':>6} {'load pk':>7} {'loaded':>7} {'peak':>6} {'growth':>6} {'RssAnon':>7} {'RssFile':>7} "
-          f"{'feat':>5} {'encoded':>7} {'logits':>6} {'predict s':>9} {'bg jobs':>7} {'bg s':>6} {'tracked':>7}")
-    for row in rows:
-        print(f"    {row['frames']:>6} {row['load_peak_mib']:7.0f} {row['loaded_mib']:7.0f} {row['peak_mib']:6.0f} "
-              f"{row['peak_mib'] - row['loaded_mib']:6.0f} {row['RssAnon']:7.0f} {row['RssFile']:7.0f} "
-              f"{row['feature_cache_mib']:5.0f} {row['encoded_frames']:7d} {row['logits_mib']:6.1f} "
-              f"{row['predict_s']:9.2f} {row['background_jobs']:7d} {row['background_s']:6.2f} {row['tracked']:7d}")
-    growth_short = max(short["peak_mib"] - short["loaded_mib"], 1.0)
-    growth_long = long_["peak_mib"] - long_["loaded_mib"]
-
-    image = c["image"]
-    print("\nsummary")
-    print(f"device = {args.device}, model = {args.model}, torch threads = {torch.get_num_threads()}")
-    print(f"predict/session = {ratio:.2f} ({args.frames}-frame video box; {p['api_s']:.3f} s vs {p['bare_s']:.3f} s)")
-    print(f"predict/session (all visible) = {ratio_full:.2f} (rendering re-timed with a box on every frame)")
-    print(f"second/first click = {image['second_s'] / image['first_s']:.2f} (image; "
-          f"{image['second_s']:.3f} s vs {image['first_s']:.3f} s)")
-    if "frames" in c:
-        frames = c["frames"]
-        print(f"second/first click = {frames['second_s'] / frames['first_s']:.2f} ({frames['frames']} frames; "
-              f"{frames['second_s']:.3f} s vs {frames['first_s']:.3f} s)")
-    print(f"rle ours/sdk speed = {r['sdk_ms'] / r['ours_ms']:.1f}x")
-    print(f"peak RSS long/short = {long_['peak_mib'] / short['peak_mib']:.2f} (x{args.long_factor} frames; "
-          f"{long_['peak_mib']:.0f} vs {short['peak_mib']:.0f} MiB)")
-    print(f"RSS growth long/short = {growth_long / growth_short:.2f} (x{args.long_factor} frames; "
-          f"{growth_long:.0f} vs {growth_short:.0f} MiB above the loaded model)")
+    report(args, torch.get_num_threads(), p, c, r, rows)
     print(f"total {time.perf_counter() - started:.0f} s, load avg {_loadavg()}")
     return 0
 

@@ -1,9 +1,11 @@
 """The benchmarks' media and Label Studio requests: a square bouncing over a textured background (320x240, 10 fps),
-written as an H.264 mp4, numbered JPEGs or one PNG, and the ``/predict`` bodies that prompt it (used by
-``bench_backend.py``, ``bench_load.py``, ``bench_memory.py`` and ``bench_gpu.py``)."""
+written as an H.264 mp4, numbered JPEGs or one PNG, the ``/predict`` bodies that prompt it, and a backend in this
+process to post them to (a Flask test client; used by ``bench_backend.py``, ``bench_load.py``, ``bench_memory.py``,
+``memory_child.py`` and ``bench_gpu.py``)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +93,38 @@ def keypoint(x_px: float, y_px: float, positive: bool, rid: str, to_name: str, i
 def predict_body(task_id: int, data: dict, label_config: str, regions: list[dict]) -> dict:
     return {"tasks": [{"id": task_id, "data": data}], "label_config": label_config, "project": "1.1700000000",
             "params": {"login": None, "password": None, "context": {"result": regions}}}
+
+
+# ---- a backend in this process ---------------------------------------------------------
+def post(client, body: dict) -> tuple[float, dict, int]:
+    """(seconds, reply JSON, reply bytes) of one /predict."""
+    start = time.perf_counter()
+    reply = client.post("/predict", json=body)
+    elapsed = time.perf_counter() - start
+    if reply.status_code != 200:
+        raise SystemExit(f"/predict answered {reply.status_code}: {reply.get_data(as_text=True)[:500]}")
+    return elapsed, reply.get_json(), len(reply.get_data())
+
+
+def make_settings(args, work: Path, **overrides):
+    from backend.settings import Settings
+
+    base = dict(model=args.model, device=args.device, local_roots=(work,), media_cache_dir=work / "cache",
+                data_dir=work / "data", model_dir=work / "models", redis_url="redis://127.0.0.1:9/0",
+                describe_objects=False, feature_cache_bytes=args.feature_cache_mib << 20)
+    base.update(overrides)
+    return Settings(**base)
+
+
+def make_client(settings, shared=None):
+    """(Flask test client, engine); the engine serves ``shared``'s weights when given."""
+    from backend.api import create_app
+    from backend.engine import Engine
+
+    engine = Engine(settings)
+    if shared is not None:
+        engine.share_model(shared)
+    else:
+        with engine.gpu:
+            engine.model()
+    return create_app(settings, engine).test_client(), engine

@@ -6,7 +6,7 @@ Usage::
         [--model tiny] [--device cpu] [--lengths 32 320 3200] [--threads 1] [--feature-cache-mib 64 [16 ...]]
         [--repeats 3] [--json FILE]
 
-Each length runs part 4 of ``bench_backend.py`` in a fresh process: an H.264 mp4 of a square
+Each length runs part 4 of ``bench_backend.py`` in a fresh process (``memory_child.py``): an H.264 mp4 of a square
 moving over a textured 320x240 background, one ``VideoRectangle`` box through ``POST /predict``
 (Flask test client), the background propagation awaited, then ``ru_maxrss``. The child resets its
 high-water mark after loading the model (``/proc/self/clear_refs``), so ``growth`` = peak - RSS
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,20 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_media import HEIGHT, WIDTH, write_video  # noqa: E402
-
-
-def measure(model: str, device: str, length: int, threads: int, cache_mib: int, work: Path) -> dict:
-    """Run one ``bench_backend.py`` child on a ``length``-frame video; its JSON row."""
-    video = write_video(work / f"mem-{length}.mp4", length)
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_backend.py"), "--model", model, "--device", device,
-           "--threads", str(threads), "--feature-cache-mib", str(cache_mib),
-           "--child-video", str(video), "--child-frames", str(length)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    video.unlink()
-    if done.returncode != 0:
-        raise SystemExit(f"child for {length} frames failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from benchmarks.bench_media import HEIGHT, WIDTH  # noqa: E402
+from benchmarks.memory_child import measure  # noqa: E402
 
 
 def median_row(rows: list[dict]) -> dict:
