@@ -117,19 +117,33 @@ class Engine:
 
     def _activate(self, version: str | None) -> None:
         from unipixel_model.adapters import AdapterSwitcher
+        from unipixel_model.errors import CheckpointError
 
         if self._switcher is None:
             self._switcher = AdapterSwitcher(self._model)
         adapter_dir = self.versions.adapter_dir(version) if version else None
-        try:
+        try:  # a broken version must not take serving down: keep the previous one
             self._switcher.activate(adapter_dir)
-        except Exception:  # a broken version must not take serving down: keep the previous one
+        except CheckpointError as err:  # its files do not fit this model: the message says which (no traceback)
+            logger.error("cannot activate model version %s: %s; serving %s%s", version, err,
+                         self._active_version or "base", self._other_base(version))
+            self.versions.mark_broken(version)
+            return
+        except Exception:
             logger.exception("cannot activate model version %s; serving %s", version, self._active_version or "base")
             self.versions.mark_broken(version)
             return
         logger.info("serving model version %s", version or "base")
         self._active_version = version
         self.sessions.clear()  # features and memory came from the previous weights
+
+    def _other_base(self, version: str | None) -> str:
+        """What to do when ``version`` was trained on another base model than this backend serves, else ""."""
+        base = self.versions.info(version).get("base_model") if version else None
+        if not base or base == self.settings.model:
+            return ""
+        return (f" (it was trained on {base!r}, and this backend serves {self.settings.model!r}: give each base "
+                f"model a MODEL_DIR of its own, or serve {base!r} with UNIPIXEL_MODEL)")
 
     # ---- concurrency ----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -217,6 +217,31 @@ def test_broken_published_version_keeps_the_previous_one_serving(make_client, me
     assert client.post("/setup", json={"project": "1.1"}).json["model_version"].endswith("@base")
 
 
+def test_a_version_of_another_base_model_is_refused_with_one_clear_line(make_client, media_root, tmp_path, caplog):
+    """MODEL_DIR shared by backends of two base models (or UNIPIXEL_MODEL changed): the latest version was trained on
+    another base. The backend serves its base and says so in one ERROR line that names both models and what to do,
+    without a traceback (the checkpoint error already says which files do not fit)."""
+    import json as _json
+
+    from backend.versions import VersionStore
+
+    other = tmp_path / "models" / "p2-other"
+    (other / "adapter").mkdir(parents=True)
+    (other / "adapter" / "adapter_config.json").write_text("{}")
+    (other / "version.json").write_text(_json.dumps({"version": "p2-other", "base_model": "toy"}))
+    VersionStore(tmp_path / "models").set_latest("p2-other")
+    client = make_client(model_dir=tmp_path / "models", describe_objects=False)
+    with caplog.at_level("ERROR", logger="backend.engine"):
+        reply = _predict(client, "image_segmentation", {"id": 82, "data": {"image": str(media_root / "square.png")}},
+                         {"result": [_click(40, 45)]})
+    assert reply.status_code == 200 and reply.json["results"][0]["model_version"].endswith("@base")
+    (record,) = [r for r in caplog.records if "p2-other" in r.getMessage()]
+    said = record.getMessage()
+    assert said.startswith("cannot activate model version p2-other: ") and record.exc_info is None, said
+    assert f"trained on 'toy', and this backend serves {client.engine.settings.model!r}" in said, said
+    assert "a MODEL_DIR of its own" in said, said
+
+
 def test_oversized_video_is_refused_from_its_header(make_client, media_root):
     client = make_client(max_pixels=64 * 47)  # the clip is 64x48
     reply = _predict(client, "video_tracking", {"id": 81, "data": {"video": str(media_root / "clip.mp4")}},
