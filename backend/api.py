@@ -101,7 +101,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def versions():
         listed = engine.versions.list()
         return jsonify(versions=[v.get("version") for v in listed], details=listed,
-                       current=engine.model_version(), last_runs=engine.versions.last_runs())
+                       current=engine.model_version(), last_runs=engine.versions.last_runs(),
+                       refused=engine.versions.refused())
 
     @app.get("/metrics")
     def metrics():

@@ -125,13 +125,14 @@ class Engine:
         try:  # a broken version must not take serving down: keep the previous one
             self._switcher.activate(adapter_dir)
         except CheckpointError as err:  # its files do not fit this model: the message says which (no traceback)
-            logger.error("cannot activate model version %s: %s; serving %s%s", version, err,
-                         self._active_version or "base", self._other_base(version))
-            self.versions.mark_broken(version)
+            reason = f"{err}{self._other_base(version)}"
+            logger.error("cannot activate model version %s: %s; serving %s", version, reason,
+                         self._active_version or "base")
+            self.versions.mark_broken(version, reason)
             return
-        except Exception:
+        except Exception as err:
             logger.exception("cannot activate model version %s; serving %s", version, self._active_version or "base")
-            self.versions.mark_broken(version)
+            self.versions.mark_broken(version, f"{type(err).__name__}: {err}")
             return
         logger.info("serving model version %s", version or "base")
         self._active_version = version

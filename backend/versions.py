@@ -31,7 +31,7 @@ class VersionStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._broken: set[str] = set()
+        self._broken: dict[str, str] = {}  # version -> why it could not be activated
 
     def latest(self) -> str | None:
         """The version ``latest`` names, if it is a complete version directory."""
@@ -75,10 +75,14 @@ class VersionStore:
             out.write(version + "\n")
         os.replace(tmp, self.root / LATEST)
 
-    def mark_broken(self, version: str | None) -> None:
-        """Never try ``version`` again in this process (it failed to load)."""
+    def mark_broken(self, version: str | None, reason: str = "") -> None:
+        """Never try ``version`` again in this process (it failed to load, for ``reason``)."""
         if version:
-            self._broken.add(version)
+            self._broken[version] = reason
+
+    def refused(self) -> dict[str, str]:
+        """The versions this process could not activate, with why (``GET /versions``)."""
+        return dict(self._broken)
 
     def record_run(self, project_id: int, outcome: dict) -> None:
         """Keep ``outcome`` (status, reason, numbers) as the last run of ``project_id`` (replaced atomically)."""

@@ -240,6 +240,9 @@ def test_a_version_of_another_base_model_is_refused_with_one_clear_line(make_cli
     assert said.startswith("cannot activate model version p2-other: ") and record.exc_info is None, said
     assert f"trained on 'toy', and this backend serves {client.engine.settings.model!r}" in said, said
     assert "a MODEL_DIR of its own" in said, said
+    versions = client.get("/versions").json  # where an operator looks: the version, refused, with the same reason
+    assert versions["current"].endswith("@base") and list(versions["refused"]) == ["p2-other"]
+    assert "trained on 'toy'" in versions["refused"]["p2-other"] and versions["refused"]["p2-other"] in said
 
 
 def test_oversized_video_is_refused_from_its_header(make_client, media_root):
