@@ -85,7 +85,8 @@ def run_child(args) -> dict:
         ts = engine.sessions.peek(1)
         track = ts.session.track(ts.session.object_ids()[0])
         row = {"frames": ts.session.frames.num_frames, "load_peak_mib": load_peak, "loaded_mib": loaded,
-               "peak_mib": maxrss_mib(), "peak_after_predict_mib": peak_after_predict, "reset": reset, "predict_s": predict_s, "background_jobs": len(jobs),
+               "peak_mib": maxrss_mib(), "peak_after_predict_mib": peak_after_predict, "reset": reset,
+               "predict_s": predict_s, "background_jobs": len(jobs),
                "background_s": background_s, "tracked": len(track.frame_idx), "reply_bytes": reply_bytes,
                "feature_cache_mib": ts.session.cache_bytes / 2 ** 20,
                "encoded_frames": ts.session.features.encoded_frames,
