@@ -107,6 +107,8 @@ def post(client, body: dict) -> tuple[float, dict, int]:
 
 
 def make_settings(args, work: Path, **overrides):
+    """The backend's ``Settings`` for a benchmark: ``args.model`` on ``args.device``, media under ``work``, a feature
+    cache of ``args.feature_cache_mib`` MiB, no descriptions, no Redis; ``overrides`` are Settings fields."""
     from backend.settings import Settings
 
     base = dict(model=args.model, device=args.device, local_roots=(work,), media_cache_dir=work / "cache",

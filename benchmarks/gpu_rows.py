@@ -32,6 +32,7 @@ def scene(num_frames: int, side: int):
 
 
 def square_center(num_frames: int, side: int, t: int) -> tuple[float, float]:
+    """(x, y) in pixels of the square's centre on 0-based frame ``t`` of :func:`scene`."""
     size = side // 5
     return (side - size) * t / max(1, num_frames - 1) + size / 2, side / 2
 

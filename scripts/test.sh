@@ -8,5 +8,6 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # Tests never reach a model hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # UNIPIXEL_TEST_WORKERS=2 runs two pytest-xdist workers, every e2e test on one (tests/conftest.py) and the rest on the
-# other: meant for 4 or more cores (not measured). On 2 cores it is slower than one process (torch in both workers oversubscribes them).
+# other: meant for 4 or more cores (not measured). On 2 cores it is slower than one process (torch in both workers
+# oversubscribes them).
 exec .venv/bin/python -m pytest -n "${UNIPIXEL_TEST_WORKERS:-0}" "$@"

@@ -40,10 +40,11 @@ def _kind(item) -> int:
 def pytest_collection_modifyitems(config, items):
     """Mark tests by folder so ``-m unit`` / ``-m integration`` / ``-m e2e`` select them, and run the fast ones first:
     unit, integration, then e2e, while the Label Studio launched below migrates its database."""
+    kinds = {id(item): _kind(item) for item in items}
     for item in items:
-        if _kind(item) < len(KINDS):
-            item.add_marker(getattr(pytest.mark, KINDS[_kind(item)]))
-    items.sort(key=_kind)  # stable: the order within a folder stays
+        if kinds[id(item)] < len(KINDS):
+            item.add_marker(getattr(pytest.mark, KINDS[kinds[id(item)]]))
+    items.sort(key=lambda item: kinds[id(item)])  # stable: the order within a folder stays
 
 
 @pytest.hookimpl(optionalhook=True)

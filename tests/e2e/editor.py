@@ -46,6 +46,7 @@ from tests.e2e.editor_views import EditorViews
 __all__ = ["CHROMIUM", "SMART_TOOLS", "ApiCall", "Editor", "EditorError", "InteractiveCall", "SharedBrowser",
            "browser_available"]
 
+
 class Editor(EditorActions, EditorViews):
     """A headless Chromium logged in to Label Studio, with a log of the page's API calls.
 
