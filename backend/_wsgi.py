@@ -1,4 +1,5 @@
-"""gunicorn target: ``gunicorn --workers 1 --threads 8 --timeout 0 backend._wsgi:app``.
+"""gunicorn target: ``gunicorn -c python:backend.gunicorn_conf --workers 1 --threads 8 --timeout 0 backend._wsgi:app``
+(the config module stops background work at once on SIGTERM).
 
 One worker per GPU: every worker process holds its own copy of the model.
 """

@@ -19,7 +19,7 @@ from pathlib import Path
 from backend.errors import Busy
 from backend.ls_client import LabelStudioClient
 from backend.media_cache import shared_cache
-from backend.pending import PendingTracks
+from backend.pending import HOW_TO_GET_IT_BACK, PendingTracks
 from backend.sessions import SessionRegistry
 from backend.settings import Settings
 from backend.versions import VersionStore
@@ -52,6 +52,8 @@ class Engine:
         self._active_version: str | None = None
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unipixel-propagate")
         self.background_jobs: list[Future] = []
+        self._job_names: dict[Future, tuple[int, str, str]] = {}  # queued or running job -> (task, what, recover)
+        self.stopping = threading.Event()  # set by stop(): background work ends at its next chunk
         self._jobs_lock = threading.Lock()
         self.pending = PendingTracks(Path(settings.data_dir))
         self.pending.report_dropped()  # what a killed predecessor left half done
@@ -158,12 +160,34 @@ class Engine:
         finally:
             self._admission.release()
 
-    def submit(self, fn, *args) -> Future:
-        """Run ``fn(*args)`` on the background thread (propagation of long videos)."""
-        future = self._background.submit(_logged, fn, *args)
+    def submit(self, fn, *args, task_id: int, what: str, recover: str = HOW_TO_GET_IT_BACK) -> Future:
+        """Run ``fn(*args)`` on the background thread (propagation of long videos, batch text queries). If a stop
+        cuts it off, the log names ``what`` it makes for ``task_id`` and how an annotator can ``recover`` it. After
+        :meth:`stop`, it is not started."""
         with self._jobs_lock:  # request threads submit concurrently
+            if self.stopping.is_set():
+                logger.warning("task %s: the backend is stopping: %s is not started; %s", task_id, what, recover)
+                future = Future()
+                future.cancel()
+                return future
+            future = self._background.submit(_logged, fn, *args)
             self.background_jobs = [f for f in self.background_jobs if not f.done()] + [future]
+            self._job_names = {f: name for f, name in self._job_names.items() if not f.done()}
+            self._job_names[future] = (task_id, what, recover)
         return future
+
+    def stop(self) -> None:
+        """The process is stopping (SIGTERM: ``docker stop``, a deploy; gunicorn's ``worker_exit`` hook calls this).
+        Queued background jobs are cancelled and the running one ends at its next chunk, instead of holding the exit
+        until the last frame of every queued track (gunicorn kills the worker after 30 s, Docker after 10 s). What is
+        cut off is logged here and, for tracks, again at the next start (``backend.pending``)."""
+        with self._jobs_lock:
+            self.stopping.set()
+            self._background.shutdown(wait=False, cancel_futures=True)
+            cancelled = [name for f, name in self._job_names.items() if f.cancelled()]
+        for task_id, what, recover in cancelled:
+            logger.warning("task %s: the backend is stopping: %s is cut off (it was queued) and not posted to Label "
+                           "Studio; %s", task_id, what, recover)
 
     def running_jobs(self) -> list[Future]:
         """Background jobs not finished yet (a copy)."""

@@ -16,6 +16,7 @@ from backend.engine import Engine, Serving
 from backend.errors import BackendError, BadRequest, LabelStudioError
 from backend.label_config import LabelSpec, parse_label_config
 from backend.media import MediaFetcher
+from backend.pending import HOW_TO_GET_IT_BACK
 from backend.render import render_updates
 from backend.sessions import TaskSession
 from backend.task_data import media_key, media_value, task_id_of
@@ -82,7 +83,8 @@ class UniPixelBackend:
         if incomplete:
             region_ids = [u.tracked.region_id for u in call.updates]
             marker = self.engine.pending.add(ts.task_id, region_ids)
-            self.engine.submit(self._finish, ts, spec, region_ids, serving.version, marker)
+            self.engine.submit(self._finish, ts, spec, region_ids, serving.version, marker, task_id=ts.task_id,
+                               what=f"the full track of {', '.join(region_ids)}")
         return pred
 
     def _describes(self, spec: LabelSpec) -> bool:
@@ -110,7 +112,8 @@ class UniPixelBackend:
             if not isinstance(text, str) or not text.strip():
                 out.append([])
             elif time.monotonic() > deadline and self.client is not None:
-                self.engine.submit(self._predict_and_post, task, spec, text)
+                self.engine.submit(self._predict_and_post, task, spec, text, task_id=task_id_of(task),
+                                   what="the text-query prediction", recover="Retrieve Predictions recomputes it")
                 out.append(prediction([], self.model_version))
             else:
                 try:
@@ -141,24 +144,35 @@ class UniPixelBackend:
     def _finish(self, ts: TaskSession, spec: LabelSpec, region_ids: list[str], version: str,
                 marker: Path | None = None) -> dict | None:
         """Propagate what the interactive budget cut short, then post the full tracks to LS (``marker``: this
-        work's entry in :class:`backend.pending.PendingTracks`, removed when it ends)."""
+        work's entry in :class:`backend.pending.PendingTracks`, removed when it ends, kept when a stop cuts it off so
+        that the next start says it too)."""
+        ended = "failed"
         try:
-            return self._propagate_and_post(ts, spec, region_ids, version)
+            ended = self._propagate(ts, region_ids, version)
+            return self._post_tracks(ts, spec, region_ids, version) if ended == "tracked" else None
         finally:
-            self.engine.pending.done(marker)
+            if ended != "stopped":
+                self.engine.pending.done(marker)
 
-    def _propagate_and_post(self, ts: TaskSession, spec: LabelSpec, region_ids: list[str], version: str
-                            ) -> dict | None:
+    def _propagate(self, ts: TaskSession, region_ids: list[str], version: str) -> str:
+        """Track every frame left, a chunk per GPU-lock hold: "tracked", or "dropped" (the model changed) or
+        "stopped" (the backend is stopping), each logged."""
         while True:
             with self.engine.gpu, ts.lock:
+                if self.engine.stopping.is_set():
+                    logger.warning("task %s: the backend is stopping: the full track of %s is cut off and not posted "
+                                   "to Label Studio; %s", ts.task_id, ", ".join(region_ids), HOW_TO_GET_IT_BACK)
+                    return "stopped"
                 if self.engine.serving().version != version:
                     logger.info("task %s: model changed to %s; the background track of %s is dropped",
                                 ts.task_id, self.engine.model_version(), version)
-                    return None
+                    return "dropped"
                 pending = ts.session.incomplete()
                 if not pending:
-                    break
+                    return "tracked"
                 ts.session.continue_tracking(pending[0], BACKGROUND_CHUNK)
+
+    def _post_tracks(self, ts: TaskSession, spec: LabelSpec, region_ids: list[str], version: str) -> dict:
         with ts.lock:  # rendering is CPU work: clicks on other tasks may use the GPU meanwhile
             updates = [ObjectUpdate(o, ts.session.track(o.obj_id)) for o in ts.live()
                        if o.region_id in region_ids]

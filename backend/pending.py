@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+# What an annotator does once the backend serves again, for work a stop or a kill cut off.
+HOW_TO_GET_IT_BACK = "select the region and press its label again (or Retrieve Predictions) to get it"
 
 
 class PendingTracks:
@@ -47,9 +49,8 @@ class PendingTracks:
             except (OSError, ValueError):
                 entry = {"task": path.stem.split("-")[0], "regions": []}
             logger.warning("task %s: the full track of %s was still being propagated when the backend stopped and "
-                           "was not posted to Label Studio; select the region and press its label again (or "
-                           "Retrieve Predictions) to get it", entry.get("task"), ", ".join(entry.get("regions") or [])
-                           or "its regions")
+                           "was not posted to Label Studio; %s", entry.get("task"),
+                           ", ".join(entry.get("regions") or []) or "its regions", HOW_TO_GET_IT_BACK)
             path.unlink(missing_ok=True)
             dropped.append(entry)
         return dropped

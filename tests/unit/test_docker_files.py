@@ -209,6 +209,7 @@ def test_dockerfile_serves_wsgi_app_with_one_worker(dockerfile):
     cmd = [line for line in text.splitlines() if line.startswith("CMD ")]
     assert len(cmd) == 1 and "backend._wsgi:app" in cmd[0]
     assert "--workers 1" in cmd[0] and "--timeout 0" in cmd[0] and "${PORT:-9090}" in cmd[0]
+    assert "-c python:backend.gunicorn_conf" in cmd[0], "without it a SIGTERM waits for every background track"
     for folder in ("backend/", "unipixel_model/", "finetune/", "label_config/"):
         assert re.search(rf"^COPY {folder} ", text, re.MULTILINE), f"{dockerfile.name} does not copy {folder}"
 

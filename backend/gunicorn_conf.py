@@ -1,0 +1,16 @@
+"""gunicorn settings of the backend: ``gunicorn -c python:backend.gunicorn_conf ... backend._wsgi:app`` (the Docker
+images); ``python -m backend serve`` sets the same hook.
+
+Without this module gunicorn still serves, but a SIGTERM (``docker stop``, a deploy) waits for every queued
+background track until its graceful timeout (30 s) or Docker (10 s) kills the worker, and nothing says what was cut.
+"""
+
+from __future__ import annotations
+
+
+def worker_exit(server, worker) -> None:
+    """gunicorn's hook, in the worker after it stopped taking requests (in-flight ones have ended): stop the
+    background work at once and log what it cuts off (:meth:`backend.engine.Engine.stop`)."""
+    engine = getattr(getattr(worker, "wsgi", None), "config", {}).get("engine")
+    if engine is not None:
+        engine.stop()
