@@ -34,7 +34,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
     from backend.api import create_app
-    from backend.gunicorn_conf import worker_exit
+    from backend import gunicorn_conf
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
@@ -46,7 +46,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     class _Server(BaseApplication):
         def load_config(self):
             for key, value in {"bind": f"{args.host}:{port}", "workers": 1, "threads": settings.threads,
-                               "timeout": 0, "loglevel": settings.log_level.lower(), "worker_exit": worker_exit}.items():
+                               "timeout": 0, "loglevel": settings.log_level.lower(),
+                               "worker_exit": gunicorn_conf.worker_exit,
+                               "control_socket_disable": gunicorn_conf.control_socket_disable}.items():
                 self.cfg.set(key, value)
 
         def load(self):

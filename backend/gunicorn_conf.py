@@ -7,6 +7,10 @@ background track until its graceful timeout (30 s) or Docker (10 s) kills the wo
 
 from __future__ import annotations
 
+# No control socket (gunicorn >= 25): its one default path per user ($XDG_RUNTIME_DIR or ~/.gunicorn) is shared by
+# every backend on a host, and the worker count it can change must stay 1 (each worker loads its own model copy).
+control_socket_disable = True
+
 
 def worker_exit(server, worker) -> None:
     """gunicorn's hook, in the worker after it stopped taking requests (in-flight ones have ended): stop the

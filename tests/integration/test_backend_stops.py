@@ -47,6 +47,7 @@ def test_sigterm_during_a_background_track_stops_at_once_and_says_what_it_cut_of
     text = served.text()
     assert "task 42: the backend is stopping: the full track of vr7 is cut off" in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
+    assert "Control socket" not in text, text[-3000:]  # the other setting of backend.gunicorn_conf
     # its marker stays, so the next start says it too (what the test below checks after a SIGKILL)
     assert list((tmp_path / "data" / "pending").glob("42-*.json")), text[-3000:]
 
