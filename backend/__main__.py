@@ -33,8 +33,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     """gunicorn with one worker (one model copy) and ``THREADS`` request threads."""
     from gunicorn.app.base import BaseApplication
 
-    from backend.api import create_app
     from backend import gunicorn_conf
+    from backend.api import create_app
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
