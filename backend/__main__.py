@@ -45,10 +45,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     class _Server(BaseApplication):
         def load_config(self):
-            for key, value in {"bind": f"{args.host}:{port}", "workers": 1, "threads": settings.threads,
-                               "timeout": 0, "loglevel": settings.log_level.lower(),
-                               "worker_exit": gunicorn_conf.worker_exit,
-                               "control_socket_disable": gunicorn_conf.control_socket_disable}.items():
+            ours = {k: v for k, v in vars(gunicorn_conf).items() if k in self.cfg.settings}  # as `-c` reads it
+            for key, value in {**ours, "bind": f"{args.host}:{port}", "workers": 1, "threads": settings.threads,
+                               "timeout": 0, "loglevel": settings.log_level.lower()}.items():
                 self.cfg.set(key, value)
 
         def load(self):
