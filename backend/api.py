@@ -34,17 +34,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """Build the app. ``engine`` defaults to a new one (one model per process)."""
     settings = settings or Settings.from_env()
     engine = engine or Engine(settings)
-    limits = RequestLimits.from_settings(settings)
     client = engine.ls_client
     redactor = Redactor(lambda: (*settings.secrets(), *(client.secrets() if client else ())))
     protect_logs(redactor)
     app = Flask("unipixel_backend")
     app.config.update(engine=engine, redactor=redactor, MAX_CONTENT_LENGTH=settings.max_request_bytes)
+    app.before_request(_authenticator(settings))
+    _register_protocol(app, engine, settings)
+    _register_status(app, engine)
+    _register_errors(app, redactor, settings)
+    return app
 
-    def backend(project: object = None, label_config: str | None = None) -> UniPixelBackend:
-        return UniPixelBackend(engine, _project_id(project), label_config)
 
-    @app.before_request
+def _authenticator(settings: Settings):
+    """The ``before_request`` check: basic auth on every route but the health checks when it is configured, and on
+    ``/webhook`` the shared secret (or basic auth) when ``UNIPIXEL_WEBHOOK_SECRET`` is set."""
+
     def _auth():
         hook_secret = settings.webhook_secret if request.path == "/webhook" else ""
         if request.path in OPEN_ROUTES or not (settings.basic_auth_user or hook_secret):
@@ -59,17 +64,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                            if not hook_secret else "add the header X-UniPixel-Secret: <UNIPIXEL_WEBHOOK_SECRET> "
                            "to this webhook in Label Studio (Settings > Webhooks > Headers)")
 
+    return _auth
+
+
+def _register_protocol(app: Flask, engine: Engine, settings: Settings) -> None:
+    """``POST /setup``, ``/predict`` and ``/webhook``: a :class:`UniPixelBackend` per request, as Label Studio's ML
+    server builds one, over bodies :mod:`backend.limits` checked first."""
+    limits = RequestLimits.from_settings(settings)
+
+    def backend(project: object = None, label_config: str | None = None) -> UniPixelBackend:
+        return UniPixelBackend(engine, _project_id(project), label_config)
+
     def _json() -> dict:
         if not request.is_json:
             raise BadRequest("the body must be a JSON object (Content-Type: application/json)", field="body")
         check_body_size(request.content_length, limits)  # before reading a byte of it
         return parse_json_body(request.get_data(cache=True), limits)
-
-    @app.get("/")
-    @app.get("/health")
-    def health():
-        return jsonify(status="UP", model_class="UniPixelBackend", model_loaded=engine.loaded,
-                       model_version=engine.model_version())
 
     @app.post("/setup")
     def setup():
@@ -97,6 +107,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         result = backend(body.get("project")).fit(action, body)
         return jsonify(status="ok", result=result), 201 if result.get("status") in ("queued", "coalesced") else 200
 
+
+def _register_status(app: Flask, engine: Engine) -> None:
+    """``GET /`` and ``/health`` (instant, never load the model), ``/versions`` and ``/metrics``."""
+
+    @app.get("/")
+    @app.get("/health")
+    def health():
+        return jsonify(status="UP", model_class="UniPixelBackend", model_loaded=engine.loaded,
+                       model_version=engine.model_version())
+
     @app.get("/versions")
     def versions():
         listed = engine.versions.list()
@@ -107,10 +127,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     @app.get("/metrics")
     def metrics():
         return jsonify(sessions=len(engine.sessions), model_loaded=engine.loaded,
-                       background_jobs=sum(1 for f in engine.background_jobs if not f.done()))
-
-    _register_errors(app, redactor, settings)
-    return app
+                       background_jobs=len(engine.running_jobs()))
 
 
 def _project_id(project: object) -> int | None:
