@@ -51,8 +51,7 @@ class Engine:
         self._switcher = None
         self._active_version: str | None = None
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unipixel-propagate")
-        self.background_jobs: list[Future] = []
-        self._job_names: dict[Future, tuple[int, str, str]] = {}  # queued or running job -> (task, what, recover)
+        self._jobs: dict[Future, tuple[int, str, str]] = {}  # submitted job -> (task id, what it makes, recover)
         self.stopping = threading.Event()  # set by stop(): background work ends at its next chunk
         self._jobs_lock = threading.Lock()
         self.pending = PendingTracks(Path(settings.data_dir))
@@ -162,18 +161,17 @@ class Engine:
 
     def submit(self, fn, *args, task_id: int, what: str, recover: str = HOW_TO_GET_IT_BACK) -> Future:
         """Run ``fn(*args)`` on the background thread (propagation of long videos, batch text queries). If a stop
-        cuts it off, the log names ``what`` it makes for ``task_id`` and how an annotator can ``recover`` it. After
-        :meth:`stop`, it is not started."""
+        cuts it off, the log names ``what`` it makes for Label Studio task ``task_id`` and how an annotator can
+        ``recover`` it. After :meth:`stop`, it is not started (the returned future is cancelled)."""
         with self._jobs_lock:  # request threads submit concurrently
             if self.stopping.is_set():
-                logger.warning("task %s: the backend is stopping: %s is not started; %s", task_id, what, recover)
+                log_cut_off(task_id, what, "is not started", recover)
                 future = Future()
                 future.cancel()
                 return future
             future = self._background.submit(_logged, fn, *args)
-            self.background_jobs = [f for f in self.background_jobs if not f.done()] + [future]
-            self._job_names = {f: name for f, name in self._job_names.items() if not f.done()}
-            self._job_names[future] = (task_id, what, recover)
+            self._jobs = {f: name for f, name in self._jobs.items() if not f.done()}
+            self._jobs[future] = (task_id, what, recover)
         return future
 
     def stop(self) -> None:
@@ -184,15 +182,25 @@ class Engine:
         with self._jobs_lock:
             self.stopping.set()
             self._background.shutdown(wait=False, cancel_futures=True)
-            cancelled = [name for f, name in self._job_names.items() if f.cancelled()]
+            cancelled = [name for f, name in self._jobs.items() if f.cancelled()]
         for task_id, what, recover in cancelled:
-            logger.warning("task %s: the backend is stopping: %s is cut off (it was queued) and not posted to Label "
-                           "Studio; %s", task_id, what, recover)
+            log_cut_off(task_id, what, "is cut off (it was queued) and not posted to Label Studio", recover)
+
+    @property
+    def background_jobs(self) -> list[Future]:
+        """Background jobs submitted and not pruned yet, finished or not (a copy: tests and benchmarks wait on it)."""
+        with self._jobs_lock:
+            return list(self._jobs)
 
     def running_jobs(self) -> list[Future]:
         """Background jobs not finished yet (a copy)."""
-        with self._jobs_lock:
-            return [f for f in self.background_jobs if not f.done()]
+        return [f for f in self.background_jobs if not f.done()]
+
+
+def log_cut_off(task_id: int, what: str, how: str, recover: str = HOW_TO_GET_IT_BACK) -> None:
+    """The one warning for background work a stop cuts off: ``task 42: the backend is stopping: the full track of vr7
+    is cut off and not posted to Label Studio; select the region and press its label again ...``."""
+    logger.warning("task %s: the backend is stopping: %s %s; %s", task_id, what, how, recover)
 
 
 def _logged(fn, *args):

@@ -8,15 +8,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 from backend.annotate import ObjectUpdate, keep_descriptions, run_prompts
 from backend.converters.prompts import ContextPrompts, PromptControls, context_to_prompts, wants_model
 from backend.converters.results import prediction
-from backend.engine import Engine, Serving
+from backend.engine import Engine, Serving, log_cut_off
 from backend.errors import BackendError, BadRequest, LabelStudioError
 from backend.label_config import LabelSpec, parse_label_config
 from backend.media import MediaFetcher
-from backend.pending import HOW_TO_GET_IT_BACK
 from backend.render import render_updates
 from backend.sessions import TaskSession
 from backend.task_data import media_key, media_value, task_id_of
@@ -24,6 +24,7 @@ from backend.task_media import open_task_session
 
 logger = logging.getLogger(__name__)
 BACKGROUND_CHUNK = 16  # frames propagated per GPU-lock hold in the background
+Ended = Literal["tracked", "dropped", "stopped", "failed"]  # how a background track ended
 
 
 class UniPixelBackend:
@@ -146,7 +147,7 @@ class UniPixelBackend:
         """Propagate what the interactive budget cut short, then post the full tracks to LS (``marker``: this
         work's entry in :class:`backend.pending.PendingTracks`, removed when it ends, kept when a stop cuts it off so
         that the next start says it too)."""
-        ended = "failed"
+        ended: Ended = "failed"
         try:
             ended = self._propagate(ts, region_ids, version)
             return self._post_tracks(ts, spec, region_ids, version) if ended == "tracked" else None
@@ -154,14 +155,14 @@ class UniPixelBackend:
             if ended != "stopped":
                 self.engine.pending.done(marker)
 
-    def _propagate(self, ts: TaskSession, region_ids: list[str], version: str) -> str:
+    def _propagate(self, ts: TaskSession, region_ids: list[str], version: str) -> Ended:
         """Track every frame left, a chunk per GPU-lock hold: "tracked", or "dropped" (the model changed) or
         "stopped" (the backend is stopping), each logged."""
         while True:
             with self.engine.gpu, ts.lock:
                 if self.engine.stopping.is_set():
-                    logger.warning("task %s: the backend is stopping: the full track of %s is cut off and not posted "
-                                   "to Label Studio; %s", ts.task_id, ", ".join(region_ids), HOW_TO_GET_IT_BACK)
+                    log_cut_off(ts.task_id, f"the full track of {', '.join(region_ids)}",
+                                "is cut off and not posted to Label Studio")
                     return "stopped"
                 if self.engine.serving().version != version:
                     logger.info("task %s: model changed to %s; the background track of %s is dropped",
