@@ -6,10 +6,6 @@ the LS wheel, a synthetic shapes image, and a headless Chromium driving the LS e
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import av
@@ -19,7 +15,8 @@ import yaml
 from PIL import Image, ImageDraw
 
 from finetune.world import writers
-from tests.services import free_port, ls_sample_video
+from tests.served_backend import ServedBackend
+from tests.services import ls_sample_video
 
 REPO = Path(__file__).parents[2]
 CLIP_FRAMES, CLIP_FPS, CLIP_SIZE = 16, 10, (160, 90)
@@ -74,39 +71,6 @@ def create_project(ls, config: str, tasks: list[dict], backend=None, storage_dir
     return {"project": project, "ml": ml, "tasks": [t["id"] for t in listed]}
 
 
-class BackendServer:
-    """``python -m backend serve`` in a subprocess (the command users run)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "w")
-        self.process = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--host", "127.0.0.1",
-                                         "--port", str(self.port)], cwd=REPO, env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait(self, timeout_s: float = 120) -> "BackendServer":
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"backend exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"backend not healthy in {timeout_s} s: {self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self._log.close()
-
-
 @pytest.fixture(scope="session")
 def e2e_env(label_studio, redis_server, tmp_path_factory) -> dict[str, str]:
     """Environment shared by the backend and the worker: PAT auth, tiny model, a tiny recipe that always publishes."""
@@ -126,7 +90,7 @@ def e2e_env(label_studio, redis_server, tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def backend_server(e2e_env, tmp_path_factory):
-    server = BackendServer(e2e_env, tmp_path_factory.mktemp("backend-log") / "backend.log")
+    server = ServedBackend(e2e_env, tmp_path_factory.mktemp("backend-log") / "backend.log")
     try:
         yield server.wait()
     except RuntimeError as err:
@@ -138,7 +102,7 @@ def backend_server(e2e_env, tmp_path_factory):
 
 def _serve_toy(e2e_env, tmp_path_factory, name: str, **env):
     """``python -m backend serve`` with ``UNIPIXEL_MODEL=toy`` and ``env`` (the toy model's browser tests)."""
-    server = BackendServer(dict(e2e_env, UNIPIXEL_MODEL="toy", **env), tmp_path_factory.mktemp(name) / "backend.log")
+    server = ServedBackend(dict(e2e_env, UNIPIXEL_MODEL="toy", **env), tmp_path_factory.mktemp(name) / "backend.log")
     try:
         yield server.wait()
     except RuntimeError as err:

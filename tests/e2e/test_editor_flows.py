@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import SHAPES, BackendServer, create_project, write_clip, write_shapes_image
+from tests.e2e.conftest import SHAPES, create_project, write_clip, write_shapes_image
+from tests.served_backend import ServedBackend
 
 OURS = re.compile(r"unipixel-\d+-[0-9a-f]{16}")
 DECISION = re.compile(r"task (\d+): click (\S+) \((positive|negative), frame (\d+) at [^)]*\) "
@@ -196,14 +197,14 @@ def test_video_box_then_label_tracks_and_keeps_the_drawn_keyframe(label_studio, 
 
 @pytest.mark.parametrize("auto_accept", [True, False], ids=["auto-accept", "accept-with-check"])
 def test_backend_restart_mid_task_never_reuses_an_id(label_studio, e2e_env, editor, tmp_path, auto_accept):
-    server = BackendServer(e2e_env, tmp_path / "backend-1.log").wait()
+    server = ServedBackend(e2e_env, tmp_path / "backend-1.log").wait()
     try:
         project, task = _image_project(label_studio, server, f"restart-{auto_accept}")
         _start_clicking(editor, project, task, auto_accept=auto_accept)
         (first,) = _brush_ids(_click(editor, "red_circle"))
         _accept_pending(editor)  # Auto-Accept off: ✓ before the restart, so the first object is the annotator's
         server.stop()
-        server = BackendServer(e2e_env, tmp_path / "backend-2.log", port=server.port).wait()
+        server = ServedBackend(e2e_env, tmp_path / "backend-2.log", port=server.port).wait()
         second = _click(editor, "green_triangle")
         _accept_pending(editor)
         editor.submit()

@@ -4,13 +4,25 @@ task again."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.integration.backend_media import write_video
-from tests.integration.served_backend import ServedBackend, served_env
 from tests.integration.test_backend_api import _video_box_body
+from tests.served_backend import ServedBackend
+
+
+def served_env(model: Path, media_root: Path, work: Path) -> dict[str, str]:
+    """The environment of a served tiny backend whose propagation outlasts its interactive budget (0.01 s)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO", "UNIPIXEL_"))}
+    env.update({"PYTHONPATH": str(Path(__file__).parents[2]), "HF_HUB_OFFLINE": "1", "UNIPIXEL_MODEL": str(model),
+                "UNIPIXEL_LOCAL_ROOTS": str(media_root), "UNIPIXEL_DATA_DIR": str(work / "data"),
+                "UNIPIXEL_MEDIA_CACHE_DIR": str(work / "media"), "MODEL_DIR": str(work / "models"),
+                "UNIPIXEL_INTERACTIVE_BUDGET_S": "0.01", "UNIPIXEL_DESCRIBE": "false", "OMP_NUM_THREADS": "2"})
+    return env
+
 
 FRAMES = 300  # at 10 fps: long enough that the track is still propagating when the signal comes
 
@@ -26,7 +38,7 @@ def long_track(tiny_checkpoint, media_root, tmp_path):
 
 
 def _start_the_track(env, body, log, docker: bool = False) -> ServedBackend:
-    served = ServedBackend(env, log, docker=docker)
+    served = ServedBackend(env, log, preload=not docker, docker=docker).wait()
     assert served.predict(body)["results"][0]["result"], served.text()[-3000:]  # the interactive part came back
     pending = Path(env["UNIPIXEL_DATA_DIR"]) / "pending"
     assert list(pending.glob("42-*.json")), served.text()[-3000:]  # the rest goes on in the background
@@ -58,7 +70,7 @@ def test_backend_killed_during_a_background_track_says_at_restart_what_it_droppe
     env, body = long_track
     first = _start_the_track(env, body, tmp_path / "first.log")
     first.kill()
-    second = ServedBackend(env, tmp_path / "second.log")
+    second = ServedBackend(env, tmp_path / "second.log", preload=True).wait()
     try:
         assert DROPPED_AT_START in second.text(), second.text()[-3000:]
         assert not list((tmp_path / "data" / "pending").glob("*.json"))
