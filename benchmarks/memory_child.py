@@ -18,11 +18,7 @@ import time
 from concurrent.futures import wait
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.bench_media import (  # noqa: E402 (after the sys.path line: run as a script)
+from benchmarks.bench_media import (
     FPS,
     config,
     make_client,
@@ -32,6 +28,8 @@ from benchmarks.bench_media import (  # noqa: E402 (after the sys.path line: run
     video_rectangle,
     write_video,
 )
+
+ROOT = Path(__file__).resolve().parents[1]  # the child runs as ``python -m benchmarks.memory_child`` from here
 
 
 def rss_status() -> dict:
@@ -101,10 +99,10 @@ def run_child(args) -> dict:
 def measure(model: str, device: str, length: int, threads: int, cache_mib: int, work: Path) -> dict:
     """Run :func:`run_child` in a fresh process on a ``length``-frame video written under ``work``; its JSON row."""
     video = write_video(work / f"mem-{length}.mp4", length)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--model", model, "--device", device,
+    cmd = [sys.executable, "-m", "benchmarks.memory_child", "--model", model, "--device", device,
            "--threads", str(threads), "--feature-cache-mib", str(cache_mib), "--video", str(video),
            "--frames", str(length)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     video.unlink()
     if done.returncode != 0:
         raise SystemExit(f"child for {length} frames failed:\n{done.stderr[-3000:]}")
